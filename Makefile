@@ -1,0 +1,58 @@
+# The README's two commands: `make demo` and `make test`. Everything else is a helper.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Tests run on PostgreSQL and Redis at their default local ports unless told otherwise.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/milepost
+TEST_BROKER_URL ?= redis://127.0.0.1:6379/1
+DEMO_QUEUES := ingest,evaluate,journeys,messages.email,messages.sms,messages.push,maintenance
+
+.PHONY: demo test install lint typecheck migrations-check schema-check pytest bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+$(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[demo]"
+	touch $@
+
+install: $(VENV)/.installed-dev
+
+demo: $(VENV)/.installed-demo
+	mkdir -p var/broker/queue var/broker/processed
+	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --noinput
+	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py demo_seed
+	DEBUG=$${DEBUG:-1} DEMO_QUEUES=$(DEMO_QUEUES) PATH="$(CURDIR)/$(BIN):$$PATH" \
+		$(BIN)/honcho --procfile Procfile.demo start
+
+test: install lint typecheck migrations-check schema-check pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	DEBUG=1 $(BIN)/mypy .
+
+migrations-check: install
+	DEBUG=1 DATABASE_URL= $(BIN)/python manage.py makemigrations --check --dry-run
+
+schema-check: install
+	DEBUG=1 DATABASE_URL= $(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
+
+pytest: install
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
+	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
+	SECRET_KEY=$${SECRET_KEY:-test-only-secret-key-not-for-production} \
+		$(BIN)/pytest
+
+bench: install
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,67 @@
+"""The Celery app: JSON only, late acks, queues by concern (DESIGN.md §4).
+
+Tasks are named ``<app>.<operation>``; the app prefix picks the queue, so a slow channel
+never starves milestone evaluation. Every task must be idempotent because acks are late
+and a task whose worker dies is redelivered.
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+QUEUES = (
+    "ingest",
+    "evaluate",
+    "journeys",
+    "messages.email",
+    "messages.sms",
+    "messages.push",
+    "maintenance",
+)
+
+# Task-name prefix -> queue. The longest matching prefix wins (see ``route_task``).
+ROUTES = {
+    "customers.": "ingest",
+    "milestones.": "evaluate",
+    "journeys.": "journeys",
+    "messaging.email.": "messages.email",
+    "messaging.sms.": "messages.sms",
+    "messaging.push.": "messages.push",
+    "messaging.": "messages.email",
+    "consent.": "maintenance",
+    "maintenance.": "maintenance",
+}
+
+
+def route_task(name: str, args: object, kwargs: object, options: object, **_: object) -> dict[str, str]:
+    for prefix in sorted(ROUTES, key=len, reverse=True):
+        if name.startswith(prefix):
+            return {"queue": ROUTES[prefix]}
+    return {"queue": "maintenance"}
+
+
+app = Celery("milepost")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.update(
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    task_ignore_result=True,
+    task_queues=[Queue(name) for name in QUEUES],
+    task_default_queue="maintenance",
+    task_routes=(route_task,),
+    worker_send_task_events=True,
+    task_send_sent_event=True,
+    broker_connection_retry_on_startup=True,
+    beat_scheduler="django_celery_beat.schedulers:DatabaseScheduler",
+    timezone="UTC",
+    enable_utc=True,
+)
+app.autodiscover_tasks()

@@ -1,0 +1,186 @@
+"""Writes on the customer data model: keys, profiles, merges.
+
+Batch ingestion lives in ``customers.ingest.service`` (``events_ingest``); it calls the
+merge services here when identities meet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from functools import partial
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+
+from customers.keys import key_generate
+from customers.models import (
+    Account,
+    ApiToken,
+    Customer,
+    Device,
+    Event,
+    Identity,
+    IdentityKind,
+    Source,
+)
+from customers.signals import customers_merged
+
+_PROFILE_FIELDS = ("email", "phone", "time_zone", "locale", "plan", "region")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CreatedKey:
+    """A freshly made key. ``key`` is the only time the secret exists in plain text."""
+
+    id: int
+    key: str
+
+
+def source_create(*, name: str, created_by: AbstractBaseUser | None = None) -> CreatedKey:
+    new = key_generate("mpw")
+    source = Source.objects.create(
+        name=name, key_prefix=new.prefix, key_hash=new.digest, created_by=created_by
+    )
+    return CreatedKey(id=source.pk, key=new.key)
+
+
+def api_token_create(*, user: AbstractBaseUser, name: str) -> CreatedKey:
+    new = key_generate("mpa")
+    token = ApiToken.objects.create(
+        user=user, name=name, key_prefix=new.prefix, key_hash=new.digest
+    )
+    return CreatedKey(id=token.pk, key=new.key)
+
+
+def customers_merge(*, source_id: int, target_id: int) -> bool:
+    """Fold customer ``source_id`` into ``target_id`` and delete the source.
+
+    Moves events, identities and devices; the target's profile wins, blanks are filled from
+    the source. A known source keeps resolving: its user id becomes an alias identity.
+    Must run inside a transaction. Locks the source first so that concurrent ingestion for
+    it either commits before the move or waits and then fails and is retried.
+    Returns False when the source is already gone (merged by a concurrent request).
+    """
+    if source_id == target_id:
+        return False
+    locked = {
+        customer.pk: customer
+        for customer in Customer.objects.select_for_update()
+        .filter(pk__in=(source_id, target_id))
+        .order_by("pk")
+    }
+    source, target = locked.get(source_id), locked.get(target_id)
+    if source is None or target is None:
+        return False
+    Event.objects.filter(customer_id=source_id).update(customer_id=target_id)
+    Device.objects.filter(customer_id=source_id).update(customer_id=target_id)
+    taken = set(
+        Identity.objects.filter(customer_id=target_id).values_list("kind", "value")
+    )
+    Identity.objects.filter(customer_id=source_id).update(customer_id=target_id)
+    if source.external_id and (IdentityKind.ALIAS, source.external_id) not in taken:
+        Identity.objects.create(
+            kind=IdentityKind.ALIAS, value=source.external_id, customer_id=target_id
+        )
+    _absorb_profile(target, source)
+    source.delete()
+    target.save()
+    transaction.on_commit(
+        partial(
+            customers_merged.send,
+            sender=Customer,
+            source_customer_id=source_id,
+            target_customer_id=target_id,
+        )
+    )
+    return True
+
+
+def _absorb_profile(target: Customer, source: Customer) -> None:
+    for field in _PROFILE_FIELDS:
+        if not getattr(target, field) and getattr(source, field):
+            setattr(target, field, getattr(source, field))
+    if target.account_id is None:
+        target.account_id = source.account_id
+    target.traits = {**source.traits, **target.traits}
+    target.first_seen = _earliest(target.first_seen, source.first_seen)
+    target.last_seen = _latest(target.last_seen, source.last_seen)
+    if source.created_at < target.created_at and target.is_anonymous:
+        target.created_at = source.created_at
+
+
+def _earliest(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
+    return min((x for x in (a, b) if x is not None), default=None)
+
+
+def _latest(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
+    return max((x for x in (a, b) if x is not None), default=None)
+
+
+def customer_alias(*, previous_id: str, user_id: str, at: dt.datetime) -> int:
+    """Segment ``alias``: ``previous_id`` (an anonymous id or an old user id) is ``user_id``.
+
+    Idempotent: replaying an alias finds the identities already in place. Returns the id of
+    the customer ``user_id`` now resolves to.
+    """
+    target = _customer_by_user_id(user_id)
+    previous = _customer_by_user_id(previous_id) or _customer_by_anonymous_id(previous_id)
+    if target is None and previous is not None:
+        if previous.external_id and previous.external_id != user_id:
+            _identity_ensure(IdentityKind.ALIAS, previous.external_id, previous.pk)
+        Customer.objects.filter(pk=previous.pk).update(external_id=user_id)
+        target_id = previous.pk
+    else:
+        if target is None:
+            target = Customer.objects.create(
+                external_id=user_id, first_seen=at, last_seen=at, created_at=at
+            )
+        target_id = target.pk
+        if previous is not None and previous.pk != target_id:
+            customers_merge(source_id=previous.pk, target_id=target_id)
+    # Later calls may use the old id either as a userId or as an anonymousId.
+    _identity_ensure(IdentityKind.ALIAS, previous_id, target_id)
+    _identity_ensure(IdentityKind.ANONYMOUS, previous_id, target_id)
+    return target_id
+
+
+def _customer_by_user_id(user_id: str) -> Customer | None:
+    customer = Customer.objects.filter(external_id=user_id).first()
+    if customer is None:
+        identity = (
+            Identity.objects.select_related("customer")
+            .filter(kind=IdentityKind.ALIAS, value=user_id)
+            .first()
+        )
+        customer = identity.customer if identity else None
+    return customer
+
+
+def _customer_by_anonymous_id(anonymous_id: str) -> Customer | None:
+    identity = (
+        Identity.objects.select_related("customer")
+        .filter(kind=IdentityKind.ANONYMOUS, value=anonymous_id)
+        .first()
+    )
+    return identity.customer if identity else None
+
+
+def _identity_ensure(kind: str, value: str, customer_id: int) -> None:
+    Identity.objects.bulk_create(
+        [Identity(kind=kind, value=value, customer_id=customer_id)], ignore_conflicts=True
+    )
+
+
+def profile_fields_apply(subject: Customer | Account, profile: dict[str, Any]) -> list[str]:
+    """Copy validated profile values onto a customer or account; returns the changed fields.
+
+    Keys the model has no column for (a customer's ``name``) stay in its traits only.
+    """
+    changed = []
+    for field, value in profile.items():
+        if hasattr(subject, field) and getattr(subject, field) != value:
+            setattr(subject, field, value)
+            changed.append(field)
+    return changed

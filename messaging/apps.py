@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class MessagingConfig(AppConfig):
+    # Filled by its own issue (see DESIGN.md §3); registered now so migrations and
+    # queue routing have a stable home.
+    name = "messaging"

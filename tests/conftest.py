@@ -1,0 +1,42 @@
+"""Shared fixtures. Tests run on PostgreSQL (see the Makefile); factories live in tests/factories.py."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+from django.test import Client
+
+from customers.services import CreatedKey, source_create
+
+
+@pytest.fixture
+def write_key(db: None) -> CreatedKey:
+    return source_create(name="web app")
+
+
+@pytest.fixture
+def post(client: Client, write_key: CreatedKey) -> Callable[..., Any]:
+    """POST a JSON payload to a /v1/ endpoint with the write key as Basic auth."""
+
+    def _post(path: str, payload: Any, *, key: str | None = None, **extra: Any) -> Any:
+        credentials = base64.b64encode(f"{key or write_key.key}:".encode()).decode()
+        body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+        return client.post(
+            path,
+            data=body,
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Basic {credentials}",
+            **extra,
+        )
+
+    return _post
+
+
+@pytest.fixture(autouse=True)
+def _plain_http(settings: Any) -> None:
+    # Production settings redirect to HTTPS; the test client speaks plain HTTP.
+    settings.SECURE_SSL_REDIRECT = False
