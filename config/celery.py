@@ -38,7 +38,9 @@ ROUTES = {
 }
 
 
-def route_task(name: str, args: object, kwargs: object, options: object, **_: object) -> dict[str, str]:
+def route_task(
+    name: str, args: object, kwargs: object, options: object, **_: object
+) -> dict[str, str]:
     for prefix in sorted(ROUTES, key=len, reverse=True):
         if name.startswith(prefix):
             return {"queue": ROUTES[prefix]}

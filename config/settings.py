@@ -167,6 +167,8 @@ SPECTACULAR_SETTINGS = {
     "`/v1/` API, authenticated with a source write key.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema maps the whole API surface; only signed-in users (token or admin session).
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
@@ -179,6 +181,8 @@ INGEST_MAX_BATCH_BYTES: int = env.int("INGEST_MAX_BATCH_BYTES", default=500 * 10
 # An event timestamp (after sentAt skew correction) further than this in the future of the
 # server's receive time is clamped to the receive time; the original is kept in context.
 INGEST_FUTURE_TOLERANCE_SECONDS: int = env.int("INGEST_FUTURE_TOLERANCE_SECONDS", default=300)
+# Write-key lookups are cached per process; a deactivated key stops working within this.
+INGEST_KEY_CACHE_SECONDS: int = env.int("INGEST_KEY_CACHE_SECONDS", default=10)
 # Django's own request body cap must admit a full batch.
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(INGEST_MAX_BATCH_BYTES + 1024, 2_621_440)
 

@@ -29,7 +29,10 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         if token is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API token.")
         now = timezone.now()
-        if token.last_used_at is None or (now - token.last_used_at).total_seconds() > _TOUCH_INTERVAL:
+        if (
+            token.last_used_at is None
+            or (now - token.last_used_at).total_seconds() > _TOUCH_INTERVAL
+        ):
             ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
         return token.user, token
 

@@ -11,10 +11,11 @@ import datetime as dt
 from functools import partial
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from customers.keys import key_generate
+from customers.locks import identifiers_lock
 from customers.models import (
     Account,
     ApiToken,
@@ -38,7 +39,7 @@ class CreatedKey:
     key: str
 
 
-def source_create(*, name: str, created_by: AbstractBaseUser | None = None) -> CreatedKey:
+def source_create(*, name: str, created_by: User | None = None) -> CreatedKey:
     new = key_generate("mpw")
     source = Source.objects.create(
         name=name, key_prefix=new.prefix, key_hash=new.digest, created_by=created_by
@@ -46,7 +47,7 @@ def source_create(*, name: str, created_by: AbstractBaseUser | None = None) -> C
     return CreatedKey(id=source.pk, key=new.key)
 
 
-def api_token_create(*, user: AbstractBaseUser, name: str) -> CreatedKey:
+def api_token_create(*, user: User, name: str) -> CreatedKey:
     new = key_generate("mpa")
     token = ApiToken.objects.create(
         user=user, name=name, key_prefix=new.prefix, key_hash=new.digest
@@ -59,12 +60,18 @@ def customers_merge(*, source_id: int, target_id: int) -> bool:
 
     Moves events, identities and devices; the target's profile wins, blanks are filled from
     the source. A known source keeps resolving: its user id becomes an alias identity.
-    Must run inside a transaction. Locks the source first so that concurrent ingestion for
-    it either commits before the move or waits and then fails and is retried.
+    Must run inside a transaction. Takes the source's identifier locks exclusively first
+    (see ``customers.locks``): ingest batches naming any of its ids finish before the move,
+    and later ones resolve those ids to the target.
     Returns False when the source is already gone (merged by a concurrent request).
     """
     if source_id == target_id:
         return False
+    identifiers = [
+        *Identity.objects.filter(customer_id=source_id).values_list("value", flat=True),
+        *Customer.objects.filter(pk=source_id).values_list("external_id", flat=True),
+    ]
+    identifiers_lock([value for value in identifiers if value], exclusive=True)
     locked = {
         customer.pk: customer
         for customer in Customer.objects.select_for_update()
@@ -76,10 +83,9 @@ def customers_merge(*, source_id: int, target_id: int) -> bool:
         return False
     Event.objects.filter(customer_id=source_id).update(customer_id=target_id)
     Device.objects.filter(customer_id=source_id).update(customer_id=target_id)
-    taken = set(
-        Identity.objects.filter(customer_id=target_id).values_list("kind", "value")
-    )
     Identity.objects.filter(customer_id=source_id).update(customer_id=target_id)
+    # Read after the move: the source may already hold an alias of its own id (alias X -> X).
+    taken = set(Identity.objects.filter(customer_id=target_id).values_list("kind", "value"))
     if source.external_id and (IdentityKind.ALIAS, source.external_id) not in taken:
         Identity.objects.create(
             kind=IdentityKind.ALIAS, value=source.external_id, customer_id=target_id
@@ -184,3 +190,22 @@ def profile_fields_apply(subject: Customer | Account, profile: dict[str, Any]) -
             setattr(subject, field, value)
             changed.append(field)
     return changed
+
+
+def sources_deactivate(*, source_ids: list[int]) -> int:
+    """Turn off write keys; returns how many were active. Rows are kept (events point at them).
+
+    Ingest caches key hits per process, so a key stops working everywhere within
+    ``INGEST_KEY_CACHE_SECONDS``, not at once.
+    """
+    return Source.objects.filter(pk__in=source_ids, is_active=True).update(is_active=False)
+
+
+def api_tokens_deactivate(*, token_ids: list[int]) -> int:
+    """Turn off API tokens; returns how many were active."""
+    return ApiToken.objects.filter(pk__in=token_ids, is_active=True).update(is_active=False)
+
+
+def devices_deactivate(*, device_ids: list[int]) -> int:
+    """Stop pushing to these device tokens; returns how many were active."""
+    return Device.objects.filter(pk__in=device_ids, is_active=True).update(is_active=False)

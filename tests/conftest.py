@@ -1,15 +1,16 @@
-"""Shared fixtures. Tests run on PostgreSQL (see the Makefile); factories live in tests/factories.py."""
+"""Shared fixtures. Tests run on PostgreSQL (see the Makefile); factories: tests/factories.py."""
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
 import pytest
 from django.test import Client
 
+from customers.selectors import source_cache_clear
 from customers.services import CreatedKey, source_create
 
 
@@ -40,3 +41,21 @@ def post(client: Client, write_key: CreatedKey) -> Callable[..., Any]:
 def _plain_http(settings: Any) -> None:
     # Production settings redirect to HTTPS; the test client speaks plain HTTP.
     settings.SECURE_SSL_REDIRECT = False
+
+
+@pytest.fixture(autouse=True)
+def _fresh_key_cache() -> Iterator[None]:
+    # Write-key hits are cached per process; tests must not see each other's keys.
+    source_cache_clear()
+    yield
+    source_cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _plain_static_files(settings: Any) -> None:
+    # Production settings use the manifest storage, which needs a prior collectstatic;
+    # the tests only look at static URLs, so the plain storage serves them.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
+import re
 import uuid
 import zoneinfo
 from typing import Any, Final
@@ -299,11 +300,18 @@ def _occurred_at(
     """Segment's skew correction: ``timestamp = receivedAt - (sentAt - timestamp)``."""
     if raw.timestamp is None:
         return received_at
-    timestamp = _aware(raw.timestamp)
-    sent_at = raw.sent_at or shared_sent_at
-    if sent_at is None:
-        return timestamp
-    return received_at - (_aware(sent_at) - timestamp)
+    try:
+        timestamp = _aware(raw.timestamp)
+        sent_at = raw.sent_at or shared_sent_at
+        if sent_at is None:
+            return timestamp
+        return received_at - (_aware(sent_at) - timestamp)
+    except OverflowError as exc:
+        # e.g. year 1 with a negative UTC offset, or a sentAt centuries from the timestamp.
+        raise _Invalid("timestamp is out of range once corrected to UTC") from exc
+
+
+_NUL_ESCAPE: Final = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def _json(value: dict[str, Any], field: str) -> str:
@@ -311,8 +319,9 @@ def _json(value: dict[str, Any], field: str) -> str:
         encoded = orjson.dumps(value)
     except TypeError as exc:
         raise _Invalid(f"{field}: {exc}") from exc
-    # PostgreSQL's jsonb cannot hold NUL characters.
-    if b"\\u0000" in encoded:
+    # PostgreSQL's jsonb cannot hold NUL characters. The regex runs only on a hit, and tells a
+    # real \u0000 escape from an escaped backslash followed by the text "u0000".
+    if b"\\u0000" in encoded and _NUL_ESCAPE.search(encoded):
         raise _Invalid(f"{field} contains a NUL character (\\u0000), which cannot be stored")
     return encoded.decode()
 
@@ -393,12 +402,12 @@ def _phone(value: object) -> str:
 
 
 def _created_at(value: object) -> dt.datetime:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        # Unix seconds (some SDKs send createdAt as a number).
-        return dt.datetime.fromtimestamp(value, tz=_UTC)
-    if isinstance(value, str):
-        try:
+    try:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            # Unix seconds (some SDKs send createdAt as a number).
+            return dt.datetime.fromtimestamp(value, tz=_UTC)
+        if isinstance(value, str):
             return _aware(dt.datetime.fromisoformat(value.replace("Z", "+00:00")))
-        except ValueError:
-            pass
+    except (ValueError, OverflowError, OSError):
+        pass  # not a time, or outside the years 1-9999
     raise _Invalid(f"traits.createdAt {value!r} is not an ISO-8601 time")

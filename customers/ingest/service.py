@@ -12,16 +12,18 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Any
 
 import orjson
+import psycopg
 from django.db import IntegrityError, OperationalError, connection, transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Coalesce, Greatest, Least
 
 from customers.ingest.parsing import Message
+from customers.locks import identifiers_lock
 from customers.models import (
     Account,
     Customer,
@@ -47,12 +49,10 @@ class IngestResult:
     stored: int
 
 
-@dataclasses.dataclass(slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class _Seen:
     id: int
     account_id: int | None
-    first_seen: dt.datetime | None
-    last_seen: dt.datetime | None
     is_anonymous: bool
 
 
@@ -97,6 +97,14 @@ def _is_transient(exc: Exception) -> bool:
 def _ingest(
     source_id: int, messages: Sequence[Message], received_at: dt.datetime
 ) -> list[IngestedEvent]:
+    # A messageId repeated within one batch is a replay of its first occurrence: only that one
+    # may be stored or touch profiles and devices.
+    unique: dict[str, Message] = {}
+    for message in messages:
+        unique.setdefault(message.message_id, message)
+    messages = list(unique.values())
+    # Before any id is resolved: merges of these ids wait for this batch, or it for them.
+    identifiers_lock(_identifiers(messages), exclusive=False)
     for message in messages:
         if message.type == "alias" and message.previous_id and message.user_id:
             customer_alias(
@@ -112,86 +120,137 @@ def _ingest(
         fresh_owners = {message.message_id: _owner(message, seen) for message in fresh}
         _profiles_apply(fresh, fresh_owners, accounts)
         _devices_register(fresh, fresh_owners)
-        _seen_touch(fresh, fresh_owners)
     return sorted(inserted.values(), key=lambda event: event.id)
 
 
 # --- Identity resolution -------------------------------------------------------------------
 
 
+def _identifiers(messages: Sequence[Message]) -> set[str]:
+    identifiers: set[str] = set()
+    for message in messages:
+        identifiers.update(
+            value for value in (message.user_id, message.anonymous_id, message.previous_id) if value
+        )
+    return identifiers
+
+
 def _owner(message: Message, seen: dict[tuple[str, str], _Seen]) -> _Seen:
+    # Parsing guarantees every non-alias message has one of the two ids.
     if message.user_id:
         return seen[("user", message.user_id)]
-    assert message.anonymous_id is not None
-    return seen[("anonymous", message.anonymous_id)]
+    return seen[("anonymous", message.anonymous_id or "")]
 
 
 def _resolve(messages: Sequence[Message]) -> dict[tuple[str, str], _Seen]:
     """Map every userId and anonymousId in the batch to a customer, creating as needed."""
-    resolved: dict[tuple[str, str], _Seen] = {}
     user_ids = sorted({m.user_id for m in messages if m.user_id})
-    if user_ids:
-        resolved.update(_users_resolve(user_ids, messages))
     anonymous_ids = sorted({m.anonymous_id for m in messages if m.anonymous_id})
+    known = _lookup(user_ids, anonymous_ids)
+    resolved: dict[tuple[str, str], _Seen] = {}
+    if user_ids:
+        resolved.update(_users_resolve(user_ids, messages, known))
     if anonymous_ids:
-        resolved.update(_anonymous_resolve(anonymous_ids, messages, resolved))
+        resolved.update(_anonymous_resolve(anonymous_ids, messages, resolved, known))
     return resolved
+
+
+_LOOKUP_SQL = """
+SELECT 'user', external_id, id, account_id, false
+FROM customers_customer WHERE external_id = ANY(%b)
+UNION ALL
+SELECT 'anonymous', i.value, c.id, c.account_id, c.external_id IS NULL
+FROM customers_identity i JOIN customers_customer c ON c.id = i.customer_id
+WHERE i.kind = 'anonymous' AND i.value = ANY(%b)
+"""
+
+
+def _lookup(user_ids: list[str], anonymous_ids: list[str]) -> dict[tuple[str, str], _Seen]:
+    """Who the batch's user ids and anonymous ids already are, in one round trip."""
+
+    def portable() -> Iterable[tuple[Any, ...]]:
+        users = _customers_by_user_id(user_ids)
+        anonymous = _identities_read(anonymous_ids)
+        return (
+            (kind, key, seen.id, seen.account_id, seen.is_anonymous)
+            for (kind, key), seen in (users | anonymous).items()
+        )
+
+    rows = _select(_LOOKUP_SQL, [user_ids, anonymous_ids], portable)
+    return {
+        (kind, key): _Seen(id=pk, account_id=account, is_anonymous=anon)
+        for kind, key, pk, account, anon in rows
+    }
 
 
 def _seen_rows(rows: Iterable[tuple[Any, ...]], kind: str) -> dict[tuple[str, str], _Seen]:
     return {
-        (kind, key): _Seen(
-            id=pk, account_id=account, first_seen=first, last_seen=last, is_anonymous=anon
-        )
-        for key, pk, account, first, last, anon in rows
+        (kind, key): _Seen(id=pk, account_id=account, is_anonymous=anon)
+        for key, pk, account, anon in rows
     }
 
 
 def _users_resolve(
-    user_ids: list[str], messages: Sequence[Message]
+    user_ids: list[str], messages: Sequence[Message], known: dict[tuple[str, str], _Seen]
 ) -> dict[tuple[str, str], _Seen]:
-    fields = ("id", "account_id", "first_seen", "last_seen")
-    rows = Customer.objects.filter(external_id__in=user_ids).values_list("external_id", *fields)
-    found = _seen_rows(((*row, False) for row in rows), "user")
+    found = {key: seen for key, seen in known.items() if key[0] == "user"}
     missing = [u for u in user_ids if ("user", u) not in found]
     if not missing:
         return found
-    aliased = Identity.objects.filter(kind=IdentityKind.ALIAS, value__in=missing).values_list(
-        "value", *(f"customer__{f}" for f in fields), "customer__external_id"
-    )
-    found.update(_seen_rows(((*row[:5], row[5] is None) for row in aliased), "user"))
+    found.update(_identities_read(missing, IdentityKind.ALIAS))
     missing = [u for u in missing if ("user", u) not in found]
     if missing:
         first = _first_times(messages, lambda m: m.user_id)
         Customer.objects.bulk_create(
             [
-                Customer(external_id=u, first_seen=first[u], last_seen=first[u], created_at=first[u])
+                Customer(
+                    external_id=u, first_seen=first[u], last_seen=first[u], created_at=first[u]
+                )
                 for u in missing
             ],
             ignore_conflicts=True,
         )
-        rows = Customer.objects.filter(external_id__in=missing).values_list("external_id", *fields)
-        found.update(_seen_rows(((*row, False) for row in rows), "user"))
+        found.update(_customers_by_user_id(missing))
     return found
+
+
+_CUSTOMERS_SQL = """
+SELECT external_id, id, account_id, false
+FROM customers_customer WHERE external_id = ANY(%b)
+"""
+
+
+def _customers_by_user_id(user_ids: list[str]) -> dict[tuple[str, str], _Seen]:
+    fields = ("external_id", "id", "account_id")
+    rows = _select(
+        _CUSTOMERS_SQL,
+        [user_ids],
+        lambda: (
+            (*row, False)
+            for row in Customer.objects.filter(external_id__in=user_ids).values_list(*fields)
+        ),
+    )
+    return _seen_rows(rows, "user")
 
 
 def _anonymous_resolve(
     anonymous_ids: list[str],
     messages: Sequence[Message],
     users: dict[tuple[str, str], _Seen],
+    known: dict[tuple[str, str], _Seen],
 ) -> dict[tuple[str, str], _Seen]:
-    found = _identities_read(anonymous_ids)
+    found = {key: seen for key, seen in known.items() if key[0] == "anonymous"}
     links: dict[str, _Seen] = {}
     for message in messages:
         if not (message.user_id and message.anonymous_id):
             continue
         user = users[("user", message.user_id)]
-        known = found.get(("anonymous", message.anonymous_id))
-        if known is None:
+        owner = found.get(("anonymous", message.anonymous_id))
+        if owner is None:
             links.setdefault(message.anonymous_id, user)
-        elif known.id != user.id and known.is_anonymous:
+        elif owner.id != user.id and owner.is_anonymous:
             # The visitor logged in: their anonymous history becomes the user's.
-            customers_merge(source_id=known.id, target_id=user.id)
+            customers_merge(source_id=owner.id, target_id=user.id)
             found[("anonymous", message.anonymous_id)] = user
     if links:
         Identity.objects.bulk_create(
@@ -208,16 +267,48 @@ def _anonymous_resolve(
     return found
 
 
-def _identities_read(values: list[str]) -> dict[tuple[str, str], _Seen]:
-    rows = Identity.objects.filter(kind=IdentityKind.ANONYMOUS, value__in=values).values_list(
-        "value",
-        "customer_id",
-        "customer__account_id",
-        "customer__first_seen",
-        "customer__last_seen",
-        "customer__external_id",
-    )
-    return _seen_rows(((*row[:5], row[5] is None) for row in rows), "anonymous")
+_IDENTITIES_SQL = """
+SELECT i.value, c.id, c.account_id, c.external_id IS NULL
+FROM customers_identity i JOIN customers_customer c ON c.id = i.customer_id
+WHERE i.kind = %s AND i.value = ANY(%b)
+"""
+
+
+def _identities_read(
+    values: list[str], kind: str = IdentityKind.ANONYMOUS
+) -> dict[tuple[str, str], _Seen]:
+    """Customers that anonymous ids (or, for ``ALIAS``, former user ids) resolve to."""
+
+    def portable() -> Iterable[tuple[Any, ...]]:
+        rows = Identity.objects.filter(kind=kind, value__in=values).values_list(
+            "value",
+            "customer_id",
+            "customer__account_id",
+            "customer__external_id",
+        )
+        return ((*row[:3], row[3] is None) for row in rows)
+
+    rows = _select(_IDENTITIES_SQL, [str(kind), values], portable)
+    return _seen_rows(rows, "user" if kind == IdentityKind.ALIAS else "anonymous")
+
+
+def _select(
+    sql: str, params: list[Any], portable: Callable[[], Iterable[tuple[Any, ...]]]
+) -> list[tuple[Any, ...]]:
+    """Run ``sql`` on PostgreSQL with server-side binding, else the portable ORM query.
+
+    Django's psycopg cursor binds parameters client-side, quoting every array element into
+    the SQL text; on the hot path that costs more than the query. A plain ``psycopg.Cursor``
+    sends them as parameters. It is wrapped like Django's own cursors so query logging and
+    ``execute_wrapper``s still see it.
+    """
+    if connection.vendor != "postgresql":
+        return list(portable())
+    connection.ensure_connection()
+    prepare = connection._prepare_cursor  # type: ignore[attr-defined]
+    with prepare(psycopg.Cursor(connection.connection)) as cursor:
+        cursor.execute(sql, params)
+        return list(cursor.fetchall())
 
 
 def _anonymous_create(
@@ -294,11 +385,39 @@ INSERT INTO customers_event
     (source_id, message_id, customer_id, account_id, type, name,
      properties, context, occurred_at, received_at)
 SELECT %s, m, c, a, t, n, p::jsonb, x::jsonb, o, %s
-FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::text[], %s::text[],
-            %s::text[], %s::text[], %s::timestamptz[]) AS u(m, c, a, t, n, p, x, o)
+FROM unnest(%b::text[], %b::bigint[], %b::bigint[], %b::text[], %b::text[],
+            %b::text[], %b::text[], %b::timestamptz[]) AS u(m, c, a, t, n, p, x, o)
 ON CONFLICT (source_id, message_id) DO NOTHING
-RETURNING id, message_id, customer_id, account_id, type, name, occurred_at
+RETURNING id, message_id, customer_id, occurred_at
 """
+
+# The insert and the first_seen/last_seen widening in one round trip. Customers whose
+# span already covers the new events are not rewritten (last_seen to the minute); rows
+# another batch is touching right now are skipped rather than waited for, so concurrent
+# batches never queue or deadlock on a busy customer (its next batch catches up).
+# Composed of constants only.
+_INSERT_AND_TOUCH_SQL = f"""
+WITH inserted AS ({_INSERT_SQL}),
+span AS (
+    SELECT customer_id, min(occurred_at) AS low, max(occurred_at) AS high
+    FROM inserted GROUP BY customer_id
+),
+stale AS (
+    SELECT c.id, span.low, span.high
+    FROM customers_customer c JOIN span ON span.customer_id = c.id
+    WHERE c.first_seen IS NULL OR c.last_seen IS NULL
+       OR c.first_seen > span.low OR c.last_seen < span.high - %s
+    ORDER BY c.id
+    FOR NO KEY UPDATE OF c SKIP LOCKED
+),
+touched AS (
+    UPDATE customers_customer c
+    SET first_seen = LEAST(COALESCE(c.first_seen, stale.low), stale.low),
+        last_seen = GREATEST(COALESCE(c.last_seen, stale.high), stale.high)
+    FROM stale WHERE c.id = stale.id
+)
+SELECT id, message_id FROM inserted
+"""  # noqa: S608
 
 
 def _events_insert(
@@ -308,36 +427,41 @@ def _events_insert(
     account_ids: list[int | None],
     received_at: dt.datetime,
 ) -> dict[str, IngestedEvent]:
-    """Insert every event in one statement; returns the new ones by message id."""
-    if connection.vendor == "postgresql":
-        params = [
-            source_id,
-            received_at,
-            [m.message_id for m in messages],
-            [o.id for o in owners],
-            account_ids,
-            [m.type for m in messages],
-            [m.name for m in messages],
-            [m.properties_json for m in messages],
-            [m.context_json for m in messages],
-            [m.occurred_at for m in messages],
-        ]
-        # A server-side-binding cursor sends the arrays as parameters, not SQL text.
-        with connection.connection.cursor() as cursor:
-            cursor.execute(_INSERT_SQL, params)
-            rows = cursor.fetchall()
-    else:
-        rows = _events_insert_portable(source_id, messages, owners, account_ids, received_at)
+    """Insert every event in one statement; returns the new ones by message id.
+
+    On PostgreSQL the same statement widens the owners' first_seen/last_seen; the portable
+    path does that separately with ``_seen_touch``.
+    """
+    params = [
+        source_id,
+        received_at,
+        [m.message_id for m in messages],
+        [o.id for o in owners],
+        account_ids,
+        [m.type for m in messages],
+        [m.name for m in messages],
+        [m.properties_json for m in messages],
+        [m.context_json for m in messages],
+        [m.occurred_at for m in messages],
+        _LAST_SEEN_SLACK,
+    ]
+    rows = _select(
+        _INSERT_AND_TOUCH_SQL,
+        params,
+        lambda: _events_insert_portable(source_id, messages, owners, account_ids, received_at),
+    )
+    new_ids = {message_id: pk for pk, message_id in rows}
     return {
-        message_id: IngestedEvent(
-            id=pk,
-            customer_id=customer,
-            account_id=account,
-            type=kind,
-            name=name,
-            occurred_at=occurred,
+        message.message_id: IngestedEvent(
+            id=new_ids[message.message_id],
+            customer_id=owner.id,
+            account_id=account_id,
+            type=message.type,
+            name=message.name,
+            occurred_at=message.occurred_at,
         )
-        for pk, message_id, customer, account, kind, name, occurred in rows
+        for message, owner, account_id in zip(messages, owners, account_ids, strict=True)
+        if message.message_id in new_ids
     }
 
 
@@ -372,10 +496,10 @@ def _events_insert_portable(
             received_at=received_at,
         )
     Event.objects.bulk_create(events.values())
-    return [
-        (e.pk, e.message_id, e.customer_id, e.account_id, e.type, e.name, e.occurred_at)
-        for e in events.values()
-    ]
+    created = list(events.values())
+    owner_of = {event.message_id: _Seen(event.customer_id, None, False) for event in created}
+    _seen_touch([m for m in messages if m.message_id in owner_of], owner_of)
+    return [(event.pk, event.message_id) for event in created]
 
 
 def _loads(text: str) -> Any:
@@ -406,8 +530,7 @@ def _profiles_apply(
         account_changed: set[str] = {"traits"}
         links: dict[int, int] = {}
         for message in groups:
-            assert message.group_id is not None
-            account = by_id[accounts[message.group_id]]
+            account = by_id[accounts[message.group_id or ""]]
             account.traits = {**account.traits, **(message.traits or {})}
             account_changed.update(profile_fields_apply(account, message.profile or {}))
             links[owners[message.message_id].id] = account.pk
@@ -436,27 +559,19 @@ def _devices_register(fresh: Sequence[Message], owners: dict[str, _Seen]) -> Non
 
 
 def _seen_touch(fresh: Sequence[Message], owners: dict[str, _Seen]) -> None:
-    """Widen first_seen/last_seen where the new events fall outside them (minute precision)."""
+    """Portable twin of the touch in ``_INSERT_AND_TOUCH_SQL``: widen first/last seen."""
     spans: dict[int, tuple[dt.datetime, dt.datetime]] = {}
-    known: dict[int, _Seen] = {}
     for message in fresh:
-        owner = owners[message.message_id]
-        known[owner.id] = owner
-        low, high = spans.get(owner.id, (message.occurred_at, message.occurred_at))
-        spans[owner.id] = (min(low, message.occurred_at), max(high, message.occurred_at))
-    stale = {
-        pk: span
-        for pk, span in spans.items()
-        if known[pk].first_seen is None
-        or known[pk].last_seen is None
-        or span[0] < known[pk].first_seen
-        or span[1] > known[pk].last_seen + _LAST_SEEN_SLACK
-    }
-    if not stale:
-        return
-    Customer.objects.filter(pk__in=sorted(stale)).update(
-        first_seen=_bound(Least, "first_seen", {pk: low for pk, (low, _) in stale.items()}),
-        last_seen=_bound(Greatest, "last_seen", {pk: high for pk, (_, high) in stale.items()}),
+        owner_id = owners[message.message_id].id
+        low, high = spans.get(owner_id, (message.occurred_at, message.occurred_at))
+        spans[owner_id] = (min(low, message.occurred_at), max(high, message.occurred_at))
+    ids = sorted(spans)
+    stale = Q(first_seen__isnull=True) | Q(last_seen__isnull=True)
+    for pk, (low, high) in spans.items():
+        stale |= Q(pk=pk, first_seen__gt=low) | Q(pk=pk, last_seen__lt=high - _LAST_SEEN_SLACK)
+    Customer.objects.filter(stale, pk__in=ids).update(
+        first_seen=_bound(Least, "first_seen", {pk: low for pk, (low, _) in spans.items()}),
+        last_seen=_bound(Greatest, "last_seen", {pk: high for pk, (_, high) in spans.items()}),
     )
 
 

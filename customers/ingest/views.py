@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import orjson
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -57,7 +58,11 @@ def _header_key(request: HttpRequest) -> str | None:
 
 
 def _body(request: HttpRequest, limit: int) -> bytes:
-    body = request.body
+    try:
+        body = request.body
+    except RequestDataTooBig as exc:
+        # Past DATA_UPLOAD_MAX_MEMORY_SIZE Django would answer with an HTML page, not our JSON.
+        raise ParseError(f"body exceeds the limit of {limit} bytes") from exc
     if request.headers.get("Content-Encoding", "").lower() == "gzip":
         inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
         try:
