@@ -89,9 +89,10 @@ def events_ingest(
 
 
 def _is_transient(exc: Exception) -> bool:
-    # deadlock_detected, serialization_failure, foreign_key_violation (a concurrent merge).
+    # deadlock_detected, serialization_failure, and unique_violation: a concurrent batch
+    # created the same customer or identity first; on retry this batch finds it.
     code = getattr(exc.__cause__, "sqlstate", None)
-    return code in {"40P01", "40001", "23503"}
+    return code in {"40P01", "40001", "23505"}
 
 
 def _ingest(

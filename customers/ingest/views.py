@@ -75,6 +75,14 @@ def _body(request: HttpRequest, limit: int) -> bytes:
     return body
 
 
+def _unauthorized() -> HttpResponse:
+    return _json(
+        401,
+        {"success": False, "error": "invalid or missing write key"},
+        WWW_Authenticate='Basic realm="milepost"',
+    )
+
+
 def _endpoint(
     parse: Callable[[bytes, dt.datetime, Limits], ParsedBatch], size_limit: Callable[[], int]
 ) -> Callable[[HttpRequest], HttpResponse]:
@@ -83,17 +91,19 @@ def _endpoint(
     def view(request: HttpRequest) -> HttpResponse:
         received_at = timezone.now()
         header_key = _header_key(request)
+        # A key in the header is checked before the body costs anything; only a body
+        # ``writeKey`` (some batch senders use it) needs the body parsed first.
+        source_id = source_for_key(header_key) if header_key else None
+        if header_key and source_id is None:
+            return _unauthorized()
         try:
             parsed = parse(_body(request, size_limit()), received_at, _limits())
         except ParseError as exc:
             return _json(400, {"success": False, "errors": [{"index": None, "reason": str(exc)}]})
-        source_id = source_for_key(header_key or parsed.write_key or "")
         if source_id is None:
-            return _json(
-                401,
-                {"success": False, "error": "invalid or missing write key"},
-                WWW_Authenticate='Basic realm="milepost"',
-            )
+            source_id = source_for_key(parsed.write_key or "")
+            if source_id is None:
+                return _unauthorized()
         result = events_ingest(
             source_id=source_id, messages=parsed.messages, received_at=received_at
         )
