@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -56,8 +56,12 @@ app.conf.update(
     task_acks_late=True,
     task_reject_on_worker_lost=True,
     task_ignore_result=True,
-    task_queues=[Queue(name) for name in QUEUES],
+    # Each queue on its own direct exchange and routing key: a bare Queue(name) would inherit
+    # the default queue's exchange and key, and a task routed anywhere would reach them all.
+    task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES],
     task_default_queue="maintenance",
+    task_default_exchange="maintenance",
+    task_default_routing_key="maintenance",
     task_routes=(route_task,),
     worker_send_task_events=True,
     task_send_sent_event=True,
