@@ -244,6 +244,34 @@ def _copy_rate(bodies: list[bytes]) -> tuple[int, float]:
     return len(rows), time.perf_counter() - started
 
 
+def _analyze() -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE customers_customer, customers_identity, customers_event")
+
+
+def _cpu_seconds() -> dict[str, float]:
+    """CPU seconds used so far by gunicorn, PostgreSQL and this load generator."""
+    tick = os.sysconf("SC_CLK_TCK")
+    totals = {"gunicorn": 0.0, "postgres": 0.0, "load generator": 0.0}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        used = (int(fields[11]) + int(fields[12])) / tick
+        if "gunicorn" in command:
+            totals["gunicorn"] += used
+        elif command.startswith("postgres") or "postgres:" in command:
+            totals["postgres"] += used
+        elif int(pid) == os.getpid():
+            totals["load generator"] += used
+    return totals
+
+
 def _worker_rss(server: subprocess.Popen[bytes]) -> list[float]:
     children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
     sizes = []
@@ -278,7 +306,10 @@ def main() -> None:
     server = _start_server(args.port, args.workers, args.worker_class, args.threads)
     try:
         _run_batches(args.port, key, warmup, args.clients)  # creates the customers
+        _analyze()  # steady state: a live database has planner statistics
+        cpu_before = _cpu_seconds()
         elapsed = _run_batches(args.port, key, bodies, args.clients)
+        cpu_after = _cpu_seconds()
         ingested = len(bodies) * args.batch_size
         rate = ingested / elapsed
         print(
@@ -288,6 +319,12 @@ def main() -> None:
             f"{args.batch_size}/batch, {mean_bytes:.0f} B/event)",
             flush=True,
         )
+        split = ", ".join(
+            f"{name} {(cpu_after[name] - cpu_before[name]) / ingested * 1e6:.1f} µs/event "
+            f"({(cpu_after[name] - cpu_before[name]) / elapsed * 100:.0f}% of a core)"
+            for name in cpu_after
+        )
+        print(f"  CPU during batch ingest: {split}", flush=True)
 
         stop = threading.Event()
         background = threading.Thread(

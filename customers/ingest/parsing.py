@@ -196,10 +196,17 @@ def _id(value: str | int | None, field: str) -> str | None:
         return None
     if isinstance(value, bool):
         raise _Invalid(f"{field} must be a string")
-    text = str(value).strip()
+    text = _text(str(value).strip(), field)
     if len(text) > 255:
         raise _Invalid(f"{field} is longer than 255 characters")
     return text or None
+
+
+def _text(value: str, field: str) -> str:
+    # PostgreSQL text columns cannot hold NUL; one such item must not fail its batch.
+    if "\x00" in value:
+        raise _Invalid(f"{field} contains a NUL character (\\u0000), which cannot be stored")
+    return value
 
 
 def _normalise(
@@ -278,7 +285,7 @@ def _name(raw: _Raw, call_type: str) -> str:
         name = ""
     if len(name) > 255:
         raise _Invalid("event name is longer than 255 characters")
-    return name
+    return _text(name, "event name")
 
 
 def _message_id(value: str | None) -> str:
@@ -287,7 +294,7 @@ def _message_id(value: str | None) -> str:
         return f"milepost-{uuid.uuid4()}"
     if len(value) > 255:
         raise _Invalid("messageId is longer than 255 characters")
-    return value
+    return _text(value, "messageId")
 
 
 def _aware(value: dt.datetime) -> dt.datetime:

@@ -14,7 +14,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import psycopg
@@ -49,8 +49,9 @@ class IngestResult:
     stored: int
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Seen:
+class _Seen(NamedTuple):
+    """A resolved customer. A tuple: a batch builds one per distinct id (~1,000 per batch)."""
+
     id: int
     account_id: int | None
     is_anonymous: bool
@@ -156,13 +157,19 @@ def _resolve(messages: Sequence[Message]) -> dict[tuple[str, str], _Seen]:
     return resolved
 
 
+# Ids are joined from unnest() rather than matched with = ANY(array): the row estimate of
+# an unnest is fixed, so even a generic plan of the prepared statement is an index nested
+# loop. With = ANY($1) PostgreSQL's generic plan scanned every anonymous identity (58 ms
+# instead of 3 ms per 500-id batch, growing with the table).
 _LOOKUP_SQL = """
-SELECT 'user', external_id, id, account_id, false
-FROM customers_customer WHERE external_id = ANY(%b)
+SELECT 'user', c.external_id, c.id, c.account_id, false
+FROM unnest(%b::text[]) AS u(value)
+JOIN customers_customer c ON c.external_id = u.value
 UNION ALL
 SELECT 'anonymous', i.value, c.id, c.account_id, c.external_id IS NULL
-FROM customers_identity i JOIN customers_customer c ON c.id = i.customer_id
-WHERE i.kind = 'anonymous' AND i.value = ANY(%b)
+FROM unnest(%b::text[]) AS u(value)
+JOIN customers_identity i ON i.kind = 'anonymous' AND i.value = u.value
+JOIN customers_customer c ON c.id = i.customer_id
 """
 
 
@@ -216,8 +223,9 @@ def _users_resolve(
 
 
 _CUSTOMERS_SQL = """
-SELECT external_id, id, account_id, false
-FROM customers_customer WHERE external_id = ANY(%b)
+SELECT c.external_id, c.id, c.account_id, false
+FROM unnest(%b::text[]) AS u(value)
+JOIN customers_customer c ON c.external_id = u.value
 """
 
 
@@ -270,8 +278,9 @@ def _anonymous_resolve(
 
 _IDENTITIES_SQL = """
 SELECT i.value, c.id, c.account_id, c.external_id IS NULL
-FROM customers_identity i JOIN customers_customer c ON c.id = i.customer_id
-WHERE i.kind = %s AND i.value = ANY(%b)
+FROM unnest(%b::text[]) AS u(value)
+JOIN customers_identity i ON i.kind = %s AND i.value = u.value
+JOIN customers_customer c ON c.id = i.customer_id
 """
 
 
@@ -289,7 +298,7 @@ def _identities_read(
         )
         return ((*row[:3], row[3] is None) for row in rows)
 
-    rows = _select(_IDENTITIES_SQL, [str(kind), values], portable)
+    rows = _select(_IDENTITIES_SQL, [values, str(kind)], portable)
     return _seen_rows(rows, "user" if kind == IdentityKind.ALIAS else "anonymous")
 
 
@@ -300,16 +309,35 @@ def _select(
 
     Django's psycopg cursor binds parameters client-side, quoting every array element into
     the SQL text; on the hot path that costs more than the query. A plain ``psycopg.Cursor``
-    sends them as parameters. It is wrapped like Django's own cursors so query logging and
-    ``execute_wrapper``s still see it.
+    sends them as parameters.
     """
     if connection.vendor != "postgresql":
         return list(portable())
     connection.ensure_connection()
-    prepare = connection._prepare_cursor  # type: ignore[attr-defined]
-    with prepare(psycopg.Cursor(connection.connection)) as cursor:
+    # Wrapped like Django's own cursors, so query logging and execute_wrappers see it.
+    wrap = connection._prepare_cursor  # type: ignore[attr-defined]
+    with wrap(_PreparedCursor(connection.connection)) as cursor:
         cursor.execute(sql, params)
         return list(cursor.fetchall())
+
+
+class _PreparedCursor(psycopg.Cursor[Any]):
+    """Server-side binding, and prepared statements for the few fixed hot-path statements.
+
+    Django turns psycopg's automatic preparation off (``prepare_threshold=None``); planning
+    the insert on every request cost ~0.3 ms of a ~2 ms single ``track``.
+    """
+
+    def execute(
+        self,
+        query: Any,
+        params: Any = None,
+        *,
+        prepare: bool | None = None,
+        binary: bool | None = None,
+    ) -> _PreparedCursor:
+        super().execute(query, params, prepare=True if prepare is None else prepare, binary=binary)
+        return self
 
 
 def _anonymous_create(
@@ -385,9 +413,9 @@ _INSERT_SQL = """
 INSERT INTO customers_event
     (source_id, message_id, customer_id, account_id, type, name,
      properties, context, occurred_at, received_at)
-SELECT %s, m, c, a, t, n, p::jsonb, x::jsonb, o, %s
-FROM unnest(%b::text[], %b::bigint[], %b::bigint[], %b::text[], %b::text[],
-            %b::text[], %b::text[], %b::timestamptz[]) AS u(m, c, a, t, n, p, x, o)
+SELECT %s, e->>0, (e->>1)::bigint, (e->>2)::bigint, e->>3, e->>4, e->5, e->6,
+       (e->>7)::timestamptz, %s
+FROM jsonb_array_elements(%s::jsonb) AS e
 ON CONFLICT (source_id, message_id) DO NOTHING
 RETURNING id, message_id, customer_id, occurred_at
 """
@@ -433,19 +461,25 @@ def _events_insert(
     On PostgreSQL the same statement widens the owners' first_seen/last_seen; the portable
     path does that separately with ``_seen_touch``.
     """
-    params = [
-        source_id,
-        received_at,
-        [m.message_id for m in messages],
-        [o.id for o in owners],
-        account_ids,
-        [m.type for m in messages],
-        [m.name for m in messages],
-        [m.properties_json for m in messages],
-        [m.context_json for m in messages],
-        [m.occurred_at for m in messages],
-        _LAST_SEEN_SLACK,
-    ]
+    # The whole batch travels as one JSON document: orjson writes it at C speed and embeds
+    # the already validated properties/context as they are, where binding ten arrays made
+    # psycopg dump every element in Python (~2 µs/event more).
+    rows_json = orjson.dumps(
+        [
+            (
+                m.message_id,
+                owner.id,
+                account_id,
+                m.type,
+                m.name,
+                orjson.Fragment(m.properties_json),
+                orjson.Fragment(m.context_json),
+                m.occurred_at,
+            )
+            for m, owner, account_id in zip(messages, owners, account_ids, strict=True)
+        ]
+    ).decode()
+    params = [source_id, received_at, rows_json, _LAST_SEEN_SLACK]
     rows = _select(
         _INSERT_AND_TOUCH_SQL,
         params,

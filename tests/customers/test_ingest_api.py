@@ -792,3 +792,39 @@ def test_it_gives_an_anonymous_visitor_a_customer_and_an_identity(post: Post) ->
         ("anonymous", "a1", customer.pk)
     ]
     assert Event.objects.get().customer_id == customer.pk
+
+
+@pytest.mark.parametrize(
+    ("call", "field", "label"),
+    [
+        ("track", "event", "event name"),
+        ("page", "name", "event name"),
+        ("track", "userId", "userId"),
+        ("track", "anonymousId", "anonymousId"),
+        ("track", "messageId", "messageId"),
+        ("group", "groupId", "groupId"),
+    ],
+)
+def test_a_nul_character_in_a_text_field_fails_only_its_own_item(
+    post: Post, call: str, field: str, label: str
+) -> None:
+    bad = {"type": call, "userId": "u1", "event": "E", "groupId": "g1", "messageId": "m1"}
+    bad[field] = "a\u0000b"
+    good = {"type": "track", "userId": "u2", "event": "Fine", "messageId": "m2"}
+
+    response = post("/v1/batch", {"batch": [bad, good]})
+
+    assert (response.status_code, response.json()) == (
+        400,
+        {
+            "success": False,
+            "accepted": 1,
+            "errors": [
+                {
+                    "index": 0,
+                    "reason": f"{label} contains a NUL character (\\u0000), which cannot be stored",
+                }
+            ],
+        },
+    )
+    assert list(Event.objects.values_list("message_id", flat=True)) == ["m2"]

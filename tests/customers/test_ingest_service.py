@@ -521,7 +521,7 @@ def test_a_replayed_old_event_does_not_widen_the_span(ingest: Ingest) -> None:
 
 
 def test_a_batch_costs_the_same_queries_whatever_its_size(
-    source: Source, now: dt.datetime, django_assert_max_num_queries: Any
+    source: Source, now: dt.datetime, django_assert_num_queries: Any
 ) -> None:
     # given: 10 known users whose seen span already covers the batches' events
     users = [f"u{n}" for n in range(10)]
@@ -531,10 +531,10 @@ def test_a_batch_costs_the_same_queries_whatever_its_size(
     large = [track(f"l{i}", user_id=users[i % 10], minutes=i) for i in range(100)]
 
     # when / then: a fixed handful per batch (savepoint, identity locks, lookup, one insert that
-    # also widens first/last seen, release); lower the pin when ingest gets cheaper
-    with django_assert_max_num_queries(5) as small_queries:
+    # also widens first/last seen, release)
+    with django_assert_num_queries(5) as small_queries:
         ingest_batch(source.pk, small)
-    with django_assert_max_num_queries(5) as large_queries:
+    with django_assert_num_queries(5) as large_queries:
         result = ingest_batch(source.pk, large)
 
     assert len(large_queries) == len(small_queries)
