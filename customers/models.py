@@ -187,10 +187,11 @@ class EventType(models.TextChoices):
 class Event(models.Model):
     """One behavioural call, append-only. ``(source, message_id)`` makes replays no-ops."""
 
-    # No database-level FK constraints on this append-only table: the per-row checks cost a
-    # third of ingest throughput. Integrity is kept by the only two writers (events_ingest,
-    # customers_merge) and their identifier locks (customers/locks.py); PROTECT still stops
-    # ORM deletes of a source, customer or account that has events.
+    # No database-level FK constraints on this append-only table: the deferred per-row checks
+    # (a FOR KEY SHARE per event, every event of every batch on the same source row) cost a
+    # third of ingest throughput. Integrity is kept by the only two writers: events_ingest
+    # locks each resolved customer once per batch and customers_merge waits for those locks
+    # (see both). PROTECT still stops ORM deletes of a source, customer or account with events.
     source = models.ForeignKey(
         Source, on_delete=models.PROTECT, related_name="+", db_constraint=False
     )

@@ -15,7 +15,6 @@ from django.contrib.auth.models import User
 from django.db import transaction
 
 from customers.keys import key_generate
-from customers.locks import identifiers_lock
 from customers.models import (
     Account,
     ApiToken,
@@ -60,39 +59,34 @@ def customers_merge(*, source_id: int, target_id: int) -> bool:
 
     Moves events, identities and devices; the target's profile wins, blanks are filled from
     the source. A known source keeps resolving: its user id becomes an alias identity.
-    Must run inside a transaction. Takes the source's identifier locks exclusively first
-    (see ``customers.locks``): ingest batches naming any of its ids finish before the move,
-    and later ones resolve those ids to the target.
-    Returns False when the source is already gone (merged by a concurrent request).
+
+    Must run inside a transaction. Ingest resolves ids with ``FOR KEY SHARE`` locking reads
+    (``customers.ingest.service``), so the source's ``FOR UPDATE`` here waits for every
+    in-flight batch that resolved it, and batches that resolve it later skip the deleted
+    row and re-resolve to the target: no event can be left on a deleted customer. The
+    target is locked ``FOR NO KEY UPDATE``, which does not conflict with those reads.
+    Returns False when either customer is already gone (merged by a concurrent request).
     """
     if source_id == target_id:
         return False
-    identifiers = [
-        *Identity.objects.filter(customer_id=source_id).values_list("value", flat=True),
-        *Customer.objects.filter(pk=source_id).values_list("external_id", flat=True),
-    ]
-    identifiers_lock([value for value in identifiers if value], exclusive=True)
-    locked = {
-        customer.pk: customer
-        for customer in Customer.objects.select_for_update()
-        .filter(pk__in=(source_id, target_id))
-        .order_by("pk")
-    }
-    source, target = locked.get(source_id), locked.get(target_id)
+    source = Customer.objects.select_for_update().filter(pk=source_id).first()
+    target = Customer.objects.select_for_update(no_key=True).filter(pk=target_id).first()
     if source is None or target is None:
         return False
+    # Everything below reads after the lock, so it sees every link committed before it.
     Event.objects.filter(customer_id=source_id).update(customer_id=target_id)
     Device.objects.filter(customer_id=source_id).update(customer_id=target_id)
     Identity.objects.filter(customer_id=source_id).update(customer_id=target_id)
-    # Read after the move: the source may already hold an alias of its own id (alias X -> X).
-    taken = set(Identity.objects.filter(customer_id=target_id).values_list("kind", "value"))
-    if source.external_id and (IdentityKind.ALIAS, source.external_id) not in taken:
-        Identity.objects.create(
-            kind=IdentityKind.ALIAS, value=source.external_id, customer_id=target_id
+    if source.external_id:
+        # Upsert: a race elsewhere may already have recorded this alias for another customer.
+        Identity.objects.update_or_create(
+            kind=IdentityKind.ALIAS,
+            value=source.external_id,
+            defaults={"customer_id": target_id},
         )
-    _absorb_profile(target, source)
-    source.delete()
-    target.save()
+    changed = _absorb_profile(target, source)
+    Customer.objects.filter(pk=source_id).delete()
+    target.save(update_fields=[*changed, "updated_at"])
     transaction.on_commit(
         partial(
             customers_merged.send,
@@ -104,17 +98,21 @@ def customers_merge(*, source_id: int, target_id: int) -> bool:
     return True
 
 
-def _absorb_profile(target: Customer, source: Customer) -> None:
-    for field in _PROFILE_FIELDS:
-        if not getattr(target, field) and getattr(source, field):
-            setattr(target, field, getattr(source, field))
-    if target.account_id is None:
+def _absorb_profile(target: Customer, source: Customer) -> list[str]:
+    """Fill the target's blanks from the source; returns the fields it changed."""
+    changed = [f for f in _PROFILE_FIELDS if not getattr(target, f) and getattr(source, f)]
+    for field in changed:
+        setattr(target, field, getattr(source, field))
+    if target.account_id is None and source.account_id is not None:
         target.account_id = source.account_id
+        changed.append("account")
     target.traits = {**source.traits, **target.traits}
     target.first_seen = _earliest(target.first_seen, source.first_seen)
     target.last_seen = _latest(target.last_seen, source.last_seen)
-    if source.created_at < target.created_at and target.is_anonymous:
-        target.created_at = source.created_at
+    if not source.is_anonymous:
+        # An aliased former user id signed up first; an anonymous visit is not a signup.
+        target.created_at = min(target.created_at, source.created_at)
+    return [*changed, "traits", "first_seen", "last_seen", "created_at"]
 
 
 def _earliest(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:

@@ -23,7 +23,6 @@ from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Coalesce, Greatest, Least
 
 from customers.ingest.parsing import Message
-from customers.locks import identifiers_lock
 from customers.models import (
     Account,
     Customer,
@@ -105,8 +104,6 @@ def _ingest(
     for message in messages:
         unique.setdefault(message.message_id, message)
     messages = list(unique.values())
-    # Before any id is resolved: merges of these ids wait for this batch, or it for them.
-    identifiers_lock(_identifiers(messages), exclusive=False)
     for message in messages:
         if message.type == "alias" and message.previous_id and message.user_id:
             customer_alias(
@@ -126,15 +123,6 @@ def _ingest(
 
 
 # --- Identity resolution -------------------------------------------------------------------
-
-
-def _identifiers(messages: Sequence[Message]) -> set[str]:
-    identifiers: set[str] = set()
-    for message in messages:
-        identifiers.update(
-            value for value in (message.user_id, message.anonymous_id, message.previous_id) if value
-        )
-    return identifiers
 
 
 def _owner(message: Message, seen: dict[tuple[str, str], _Seen]) -> _Seen:
@@ -157,19 +145,29 @@ def _resolve(messages: Sequence[Message]) -> dict[tuple[str, str], _Seen]:
     return resolved
 
 
-# Ids are joined from unnest() rather than matched with = ANY(array): the row estimate of
-# an unnest is fixed, so even a generic plan of the prepared statement is an index nested
-# loop. With = ANY($1) PostgreSQL's generic plan scanned every anonymous identity (58 ms
-# instead of 3 ms per 500-id batch, growing with the table).
+# Resolution reads lock each resolved customer FOR KEY SHARE — once per customer per
+# batch, where a foreign key would lock it once per event row. A merge takes its source
+# FOR UPDATE, so it waits for every batch that resolved the source, and a batch reading
+# after the merge committed skips the deleted row and re-resolves (see customers_merge).
+# Ids are joined from unnest() rather than matched with = ANY(array): an unnest has a fixed
+# row estimate, so the prepared statement's generic plan stays an index nested loop even
+# while table statistics are stale (with = ANY($1) it scanned every anonymous identity).
 _LOOKUP_SQL = """
-SELECT 'user', c.external_id, c.id, c.account_id, false
-FROM unnest(%b::text[]) AS u(value)
-JOIN customers_customer c ON c.external_id = u.value
+WITH users AS MATERIALIZED (
+    SELECT c.external_id, c.id, c.account_id
+    FROM unnest(%b::text[]) AS u(value)
+    JOIN customers_customer c ON c.external_id = u.value
+    FOR KEY SHARE OF c
+), anonymous AS MATERIALIZED (
+    SELECT i.value, c.id, c.account_id, c.external_id IS NULL AS is_anonymous
+    FROM unnest(%b::text[]) AS u(value)
+    JOIN customers_identity i ON i.kind = 'anonymous' AND i.value = u.value
+    JOIN customers_customer c ON c.id = i.customer_id
+    FOR KEY SHARE OF c
+)
+SELECT 'user', external_id, id, account_id, false FROM users
 UNION ALL
-SELECT 'anonymous', i.value, c.id, c.account_id, c.external_id IS NULL
-FROM unnest(%b::text[]) AS u(value)
-JOIN customers_identity i ON i.kind = 'anonymous' AND i.value = u.value
-JOIN customers_customer c ON c.id = i.customer_id
+SELECT 'anonymous', value, id, account_id, is_anonymous FROM anonymous
 """
 
 
@@ -226,6 +224,7 @@ _CUSTOMERS_SQL = """
 SELECT c.external_id, c.id, c.account_id, false
 FROM unnest(%b::text[]) AS u(value)
 JOIN customers_customer c ON c.external_id = u.value
+FOR KEY SHARE OF c
 """
 
 
@@ -281,6 +280,7 @@ SELECT i.value, c.id, c.account_id, c.external_id IS NULL
 FROM unnest(%b::text[]) AS u(value)
 JOIN customers_identity i ON i.kind = %s AND i.value = u.value
 JOIN customers_customer c ON c.id = i.customer_id
+FOR KEY SHARE OF c
 """
 
 

@@ -530,11 +530,11 @@ def test_a_batch_costs_the_same_queries_whatever_its_size(
     small = [track(f"s{i}", user_id=users[i], minutes=i) for i in range(10)]
     large = [track(f"l{i}", user_id=users[i % 10], minutes=i) for i in range(100)]
 
-    # when / then: a fixed handful per batch (savepoint, identity locks, lookup, one insert that
+    # when / then: a fixed handful per batch (savepoint, the locking lookup, one insert that
     # also widens first/last seen, release)
-    with django_assert_num_queries(5) as small_queries:
+    with django_assert_num_queries(4) as small_queries:
         ingest_batch(source.pk, small)
-    with django_assert_num_queries(5) as large_queries:
+    with django_assert_num_queries(4) as large_queries:
         result = ingest_batch(source.pk, large)
 
     assert len(large_queries) == len(small_queries)
