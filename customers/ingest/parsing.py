@@ -104,6 +104,10 @@ class _Invalid(Exception):
     pass
 
 
+# How much larger than the request a batch may become once normalised (see _collect).
+_EXPANSION = 4
+
+
 def parse_single(
     body: bytes, call_type: str, received_at: dt.datetime, limits: Limits
 ) -> ParsedBatch:
@@ -113,12 +117,13 @@ def parse_single(
             f"message is {len(body)} bytes; the limit is {limits.max_message_bytes} bytes"
         )
     try:
-        write_key = _key_decoder.decode(body).write_key
-    except msgspec.DecodeError as exc:
-        raise ParseError(f"body is not a JSON object: {exc}") from exc
+        write_key = _decode(_key_decoder, body).write_key
+    except _DECODE_ERRORS as exc:
+        reason = f"invalid UTF-8: {exc}" if isinstance(exc, UnicodeDecodeError) else str(exc)
+        raise ParseError(f"body is not a JSON object: {reason}") from exc
     try:
-        raw = _item_decoder.decode(body)
-    except msgspec.DecodeError as exc:
+        raw = _decode(_item_decoder, body)
+    except _DECODE_ERRORS as exc:
         return ParsedBatch([], [ItemError(0, _decode_reason(exc))], write_key)
     if raw.type is not None and raw.type != call_type:
         return ParsedBatch(
@@ -133,8 +138,8 @@ def parse_batch(body: bytes, received_at: dt.datetime, limits: Limits) -> Parsed
     if len(body) > limits.max_batch_bytes:
         raise ParseError(f"batch is {len(body)} bytes; the limit is {limits.max_batch_bytes} bytes")
     try:
-        envelope = _envelope_decoder.decode(body)
-    except msgspec.DecodeError as exc:
+        envelope = _decode(_envelope_decoder, body)
+    except _DECODE_ERRORS as exc:
         raise ParseError(f"body is not a valid batch: {_decode_reason(exc)}") from exc
     items: list[tuple[int, _Raw]] = []
     errors: list[ItemError] = []
@@ -150,7 +155,7 @@ def parse_batch(body: bytes, received_at: dt.datetime, limits: Limits) -> Parsed
             continue
         try:
             items.append((index, _item_decoder.decode(raw_item)))
-        except msgspec.DecodeError as exc:
+        except _DECODE_ERRORS as exc:
             errors.append(ItemError(index, _decode_reason(exc)))
     return _collect(
         items,
@@ -173,22 +178,64 @@ def _collect(
     write_key: str | None,
 ) -> ParsedBatch:
     messages: list[Message] = []
+    # The batch-level context is copied into every message: bound what a batch can expand to.
+    budget = limits.max_batch_bytes * _EXPANSION
     for index, raw in items:
         try:
-            messages.append(
-                _normalise(index, raw, shared_context, shared_sent_at, received_at, limits)
-            )
+            message = _normalise(index, raw, shared_context, shared_sent_at, received_at, limits)
         except _Invalid as exc:
             errors.append(ItemError(index, str(exc)))
+            continue
+        budget -= len(message.properties_json) + len(message.context_json)
+        if budget < 0:
+            raise ParseError(
+                f"the batch expands to more than {limits.max_batch_bytes * _EXPANSION} bytes "
+                "once its batch-level context is copied into each message"
+            )
+        messages.append(message)
     errors.sort(key=lambda error: error.index)
     return ParsedBatch(messages, errors, write_key)
 
 
-def _decode_reason(exc: msgspec.DecodeError) -> str:
+_DECODE_ERRORS = (msgspec.DecodeError, UnicodeDecodeError)
+
+
+def _decode_reason(exc: Exception) -> str:
     text = str(exc)
     if isinstance(exc, msgspec.ValidationError):
         return f"wrong type: {text}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"invalid UTF-8: {text}"
     return f"malformed JSON: {text}"
+
+
+# A \uD800-\uDFFF escape that is not half of a surrogate pair, after an even number of
+# backslashes (so it is an escape, not escaped text). JavaScript's JSON.stringify emits them
+# when a string is cut through an emoji; the JSON grammar allows them, UTF-8 cannot hold them.
+_LONE_SURROGATE = re.compile(
+    rb"(?<!\\)((?:\\\\)*)"
+    rb"(?:\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    rb"|(?<![\\]u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+)
+
+
+def _decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
+    """Decode; on failure, retry once with lone surrogate escapes replaced by U+FFFD."""
+    try:
+        return decoder.decode(body)
+    except msgspec.DecodeError:
+        if b"\\ud" not in body and b"\\uD" not in body:
+            raise
+        return decoder.decode(_LONE_SURROGATE.sub(rb"\1\\ufffd", body))
+
+
+def write_key_peek(body: bytes) -> str | None:
+    """Only the body's ``writeKey``, so a request can be authenticated before it is parsed."""
+    try:
+        key: str | None = _decode(_key_decoder, body).write_key
+    except _DECODE_ERRORS:
+        return None
+    return key
 
 
 def _id(value: str | int | None, field: str) -> str | None:
@@ -247,7 +294,11 @@ def _normalise(
     if call_type == "identify" and traits is None:
         context_traits = context.get("traits")
         traits = context_traits if isinstance(context_traits, dict) else {}
-    profile = _profile(traits) if call_type in ("identify", "group") and traits else None
+    profile = (
+        _profile(traits, account=call_type == "group")
+        if call_type in ("identify", "group") and traits
+        else None
+    )
     if call_type in ("identify", "group"):
         # Traits are stored on the profile and, for the record, in the event's properties.
         properties: dict[str, Any] = traits or {}
@@ -256,6 +307,14 @@ def _normalise(
     if call_type == "page" and raw.category:
         properties = {**properties, "category": raw.category}
 
+    properties_json = _json(properties, "properties")
+    context_json = _json(context, "context")
+    size = len(properties_json) + len(context_json)
+    if shared_context and size > limits.max_message_bytes:
+        raise _Invalid(
+            f"message is {size} bytes once the batch context is merged in; "
+            f"the limit is {limits.max_message_bytes} bytes"
+        )
     return Message(
         index=index,
         type=call_type,
@@ -264,8 +323,8 @@ def _normalise(
         anonymous_id=anonymous_id,
         occurred_at=occurred_at,
         name=name,
-        properties_json=_json(properties, "properties"),
-        context_json=_json(context, "context"),
+        properties_json=properties_json,
+        context_json=context_json,
         traits=traits,
         profile=profile,
         group_id=group_id,
@@ -355,16 +414,30 @@ def _zones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())
 
 
-def _profile(traits: dict[str, Any]) -> dict[str, Any]:
-    """The reserved traits that map onto profile columns, validated. Unknown keys are ignored."""
+def _profile(traits: dict[str, Any], *, account: bool) -> dict[str, Any]:
+    """The reserved traits that map onto profile columns, validated. Unknown keys are ignored.
+
+    An account (``group``) has no email, phone, time zone or locale column, so those traits
+    stay in its traits unvalidated rather than rejecting the call.
+    """
     profile: dict[str, Any] = {}
     for key, limit in _PROFILE_TEXT.items():
         value = traits.get(key)
-        if value is None:
+        if value is None or (account and key == "locale"):
             continue
         if not isinstance(value, str) or len(value) > limit:
             raise _Invalid(f"traits.{key} must be a string of at most {limit} characters")
         profile[key] = value
+    created = traits.get("createdAt", traits.get("created_at"))
+    if created is not None:
+        profile["created_at"] = _created_at(created)
+    if (status := traits.get("status")) is not None:
+        if status not in ("active", "inactive", "blocked"):
+            raise _Invalid("traits.status must be one of active, inactive, blocked")
+        profile["status"] = status
+    if account:
+        return profile
+    profile.pop("name", None)  # a customer's name lives in its traits
     if (email := traits.get("email")) is not None:
         profile["email"] = _email(email)
     if (phone := traits.get("phone")) is not None:
@@ -374,13 +447,6 @@ def _profile(traits: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(zone, str) or zone not in _zones():
             raise _Invalid(f"traits.timezone {zone!r} is not an IANA time zone")
         profile["time_zone"] = zone
-    created = traits.get("createdAt", traits.get("created_at"))
-    if created is not None:
-        profile["created_at"] = _created_at(created)
-    if (status := traits.get("status")) is not None:
-        if status not in ("active", "inactive", "blocked"):
-            raise _Invalid("traits.status must be one of active, inactive, blocked")
-        profile["status"] = status
     return profile
 
 

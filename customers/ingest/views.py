@@ -21,7 +21,14 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from customers.ingest.parsing import Limits, ParsedBatch, ParseError, parse_batch, parse_single
+from customers.ingest.parsing import (
+    Limits,
+    ParsedBatch,
+    ParseError,
+    parse_batch,
+    parse_single,
+    write_key_peek,
+)
 from customers.ingest.service import events_ingest
 from customers.selectors import source_for_key
 
@@ -91,19 +98,20 @@ def _endpoint(
     def view(request: HttpRequest) -> HttpResponse:
         received_at = timezone.now()
         header_key = _header_key(request)
-        # A key in the header is checked before the body costs anything; only a body
-        # ``writeKey`` (some batch senders use it) needs the body parsed first.
+        # Nothing is parsed for an unauthenticated request: a key in the header is checked
+        # first; a body ``writeKey`` (some batch senders use it) is peeked at on its own.
         source_id = source_for_key(header_key) if header_key else None
         if header_key and source_id is None:
             return _unauthorized()
         try:
-            parsed = parse(_body(request, size_limit()), received_at, _limits())
+            body = _body(request, size_limit())
+            if source_id is None:
+                source_id = source_for_key(write_key_peek(body) or "")
+                if source_id is None:
+                    return _unauthorized()
+            parsed = parse(body, received_at, _limits())
         except ParseError as exc:
             return _json(400, {"success": False, "errors": [{"index": None, "reason": str(exc)}]})
-        if source_id is None:
-            source_id = source_for_key(parsed.write_key or "")
-            if source_id is None:
-                return _unauthorized()
         result = events_ingest(
             source_id=source_id, messages=parsed.messages, received_at=received_at
         )

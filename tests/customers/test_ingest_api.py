@@ -828,3 +828,10 @@ def test_a_nul_character_in_a_text_field_fails_only_its_own_item(
         },
     )
     assert list(Event.objects.values_list("message_id", flat=True)) == ["m2"]
+
+
+def test_an_unauthenticated_body_is_not_parsed(client: Client) -> None:
+    response = client.post("/v1/batch", b"{not json", content_type="application/json")
+
+    assert (response.status_code, response.json()) == (401, UNAUTHORIZED)
+    assert_nothing_stored()

@@ -138,7 +138,6 @@ def test_it_keeps_identify_traits_as_properties_and_maps_reserved_traits_to_the_
     assert message.profile == {
         "plan": "pro",
         "region": "eu",
-        "name": "Ada",
         "locale": "en-GB",
         "email": "Ada@Example.com",
         "phone": "+442079460958",
@@ -643,3 +642,107 @@ def test_it_does_not_validate_profile_traits_on_a_track_call() -> None:
     message = one({"userId": "u1", "event": "E", "traits": {"email": "nope"}})
 
     assert (message.traits, message.profile) == ({"email": "nope"}, None)
+
+
+# --- Hostile and broken encodings ----------------------------------------------------------
+
+OK_ITEM = b'{"type":"track","userId":"u","event":"ok","messageId":"m1"}'
+
+
+@pytest.mark.parametrize(
+    ("escape", "mended"),
+    [
+        (rb"\ud800x", "\ufffdx"),  # a high surrogate without its low half (a cut emoji)
+        (rb"x\udc00", "x\ufffd"),  # a low surrogate on its own
+        (rb"\ud83d\ude00", "\U0001f600"),  # a real pair is left alone
+        (rb"\\ud800", "\\ud800"),  # an escaped backslash: literal text, not an escape
+    ],
+)
+def test_a_lone_surrogate_escape_is_replaced_instead_of_failing_the_batch(
+    escape: bytes, mended: str
+) -> None:
+    body = b'{"batch":[' + OK_ITEM + b',{"type":"track","userId":"u","event":"' + escape
+    body += b'","messageId":"m2"}]}'
+
+    parsed = batch(body)
+
+    assert parsed.errors == []
+    assert [m.name for m in parsed.messages] == ["ok", mended]
+
+
+def test_invalid_utf8_in_one_item_fails_only_that_item() -> None:
+    body = b'{"batch":[' + OK_ITEM + b',{"type":"track","userId":"u","event":"\xff"}]}'
+
+    parsed = batch(body)
+
+    assert [m.message_id for m in parsed.messages] == ["m1"]
+    assert parsed.errors == [
+        ItemError(
+            1,
+            "invalid UTF-8: 'utf-8' codec can't decode byte 0xff in position 0: invalid start byte",
+        )
+    ]
+
+
+def test_invalid_utf8_in_a_single_call_is_an_item_error() -> None:
+    assert reason(b'{"userId":"u","event":"\xc3("}') == (
+        "invalid UTF-8: 'utf-8' codec can't decode byte 0xc3 in position 0: "
+        "invalid continuation byte"
+    )
+
+
+def test_a_message_too_large_once_the_batch_context_is_merged_in_is_refused() -> None:
+    limits = Limits(max_message_bytes=200)
+    payload = {
+        "context": {"note": "x" * 150},
+        "batch": [
+            {"type": "track", "userId": "u", "event": "small", "messageId": "m1"},
+            {
+                "type": "track",
+                "userId": "u",
+                "event": "big",
+                "messageId": "m2",
+                "properties": {"p": "y" * 60},
+            },
+        ],
+    }
+
+    parsed = batch(payload, limits)
+
+    assert [m.message_id for m in parsed.messages] == ["m1"]
+    assert parsed.errors == [
+        ItemError(
+            1, "message is 229 bytes once the batch context is merged in; the limit is 200 bytes"
+        )
+    ]
+
+
+def test_a_batch_that_would_expand_past_four_times_its_limit_is_refused_whole() -> None:
+    # given: a batch-level context that every one of many tiny items would copy
+    limits = Limits(max_message_bytes=32 * 1024, max_batch_bytes=20_000)
+    payload = {
+        "context": {"note": "x" * 1_000},
+        "batch": [{"type": "track", "userId": "u", "event": "e"} for _ in range(100)],
+    }
+
+    with pytest.raises(ParseError) as caught:
+        batch(payload, limits)
+
+    assert str(caught.value) == (
+        "the batch expands to more than 80000 bytes once its batch-level context is copied "
+        "into each message"
+    )
+
+
+def test_a_group_keeps_company_contact_traits_without_validating_them() -> None:
+    message = one(
+        {
+            "userId": "u1",
+            "groupId": "g1",
+            "traits": {"name": "Acme", "phone": "020 7946 0958", "email": "sales at acme"},
+        },
+        "group",
+    )
+
+    assert message.profile == {"name": "Acme"}
+    assert orjson.loads(message.properties_json)["phone"] == "020 7946 0958"
