@@ -10,6 +10,7 @@ import zoneinfo
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Upper
 from django.utils import timezone
 
 
@@ -75,6 +76,10 @@ class Customer(models.Model):
 
     class Meta:
         ordering = ("-created_at",)
+        indexes = [
+            # Case-insensitive email lookups (API ?email=, admin search) use UPPER(email).
+            models.Index(Upper("email"), name="customer_email_upper"),
+        ]
 
     def __str__(self) -> str:
         return self.external_id or self.email or f"anonymous #{self.pk}"

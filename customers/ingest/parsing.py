@@ -241,8 +241,6 @@ def write_key_peek(body: bytes) -> str | None:
 def _id(value: str | int | None, field: str) -> str | None:
     if value is None:
         return None
-    if isinstance(value, bool):
-        raise _Invalid(f"{field} must be a string")
     text = _text(str(value).strip(), field)
     if len(text) > 255:
         raise _Invalid(f"{field} is longer than 255 characters")

@@ -12,27 +12,29 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable, Sequence
+import random
+import time
+from collections.abc import Sequence
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
-import psycopg
-from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Coalesce, Greatest, Least
+from django.utils import timezone
 
 from customers.ingest.parsing import Message
+from customers.ingest.resolution import Seen, owner_of, resolve
+from customers.ingest.sql import fetch
 from customers.models import (
     Account,
     Customer,
     Device,
     Event,
-    Identity,
-    IdentityKind,
     Source,
 )
-from customers.services import customer_alias, customers_merge, profile_fields_apply
+from customers.services import customer_alias, profile_fields_apply
 from customers.signals import IngestedEvent, events_ingested
 
 logger = logging.getLogger(__name__)
@@ -48,12 +50,8 @@ class IngestResult:
     stored: int
 
 
-class _Seen(NamedTuple):
-    """A resolved customer. A tuple: a batch builds one per distinct id (~1,000 per batch)."""
-
-    id: int
-    account_id: int | None
-    is_anonymous: bool
+class IngestBusy(Exception):
+    """The batch kept colliding with concurrent work; nothing was stored. Retry shortly."""
 
 
 def events_ingest(
@@ -61,9 +59,10 @@ def events_ingest(
 ) -> IngestResult:
     """Store ``messages`` from one request; returns how many were new.
 
-    Idempotent per ``(source, messageId)``. Retries the whole transaction on a deadlock or
-    on a concurrent merge removing a customer mid-batch; after that the error propagates
-    (the client gets a 5xx and retries, and nothing was half-written).
+    Idempotent per ``(source, messageId)``. One transaction: either the whole batch is stored
+    or nothing is. A deadlock, a serialization failure or a lost creation race (a concurrent
+    batch created the same customer or identity) rolls back and retries after a short,
+    jittered pause; if that keeps happening, raises ``IngestBusy``.
     """
     if not messages:
         return IngestResult(accepted=0, stored=0)
@@ -82,10 +81,13 @@ def events_ingest(
                     )
             return IngestResult(accepted=len(messages), stored=len(new_events))
         except (OperationalError, IntegrityError) as exc:
-            if attempt == _ATTEMPTS or not _is_transient(exc):
+            if not _is_transient(exc):
                 raise
-            logger.warning("ingest batch retried after %s (attempt %d)", exc, attempt)
-    raise AssertionError("unreachable")
+            logger.warning("ingest batch rolled back by %s (attempt %d)", exc, attempt)
+            if attempt < _ATTEMPTS:
+                # Jitter so two colliding batches do not collide again on the retry.
+                time.sleep(random.uniform(0.005, 0.025) * attempt)  # noqa: S311
+    raise IngestBusy(f"the batch collided with concurrent work {_ATTEMPTS} times")
 
 
 def _is_transient(exc: Exception) -> bool:
@@ -109,271 +111,17 @@ def _ingest(
             customer_alias(
                 previous_id=message.previous_id, user_id=message.user_id, at=message.occurred_at
             )
-    seen = _resolve(messages)
-    owners = [_owner(message, seen) for message in messages]
+    seen = resolve(messages)
+    owners = [owner_of(message, seen) for message in messages]
     accounts = _accounts_ensure(messages)
     account_ids = _accounts_at_time(messages, owners, seen, accounts)
     inserted = _events_insert(source_id, messages, owners, account_ids, received_at)
     fresh = [message for message in messages if message.message_id in inserted]
     if fresh:
-        fresh_owners = {message.message_id: _owner(message, seen) for message in fresh}
+        fresh_owners = {message.message_id: owner_of(message, seen) for message in fresh}
         _profiles_apply(fresh, fresh_owners, accounts)
         _devices_register(fresh, fresh_owners)
     return sorted(inserted.values(), key=lambda event: event.id)
-
-
-# --- Identity resolution -------------------------------------------------------------------
-
-
-def _owner(message: Message, seen: dict[tuple[str, str], _Seen]) -> _Seen:
-    # Parsing guarantees every non-alias message has one of the two ids.
-    if message.user_id:
-        return seen[("user", message.user_id)]
-    return seen[("anonymous", message.anonymous_id or "")]
-
-
-def _resolve(messages: Sequence[Message]) -> dict[tuple[str, str], _Seen]:
-    """Map every userId and anonymousId in the batch to a customer, creating as needed."""
-    user_ids = sorted({m.user_id for m in messages if m.user_id})
-    anonymous_ids = sorted({m.anonymous_id for m in messages if m.anonymous_id})
-    known = _lookup(user_ids, anonymous_ids)
-    resolved: dict[tuple[str, str], _Seen] = {}
-    if user_ids:
-        resolved.update(_users_resolve(user_ids, messages, known))
-    if anonymous_ids:
-        resolved.update(_anonymous_resolve(anonymous_ids, messages, resolved, known))
-    return resolved
-
-
-# Resolution reads lock each resolved customer FOR KEY SHARE — once per customer per
-# batch, where a foreign key would lock it once per event row. A merge takes its source
-# FOR UPDATE, so it waits for every batch that resolved the source, and a batch reading
-# after the merge committed skips the deleted row and re-resolves (see customers_merge).
-# Ids are joined from unnest() rather than matched with = ANY(array): an unnest has a fixed
-# row estimate, so the prepared statement's generic plan stays an index nested loop even
-# while table statistics are stale (with = ANY($1) it scanned every anonymous identity).
-_LOOKUP_SQL = """
-WITH users AS MATERIALIZED (
-    SELECT c.external_id, c.id, c.account_id
-    FROM unnest(%b::text[]) AS u(value)
-    JOIN customers_customer c ON c.external_id = u.value
-    FOR KEY SHARE OF c
-), anonymous AS MATERIALIZED (
-    SELECT i.value, c.id, c.account_id, c.external_id IS NULL AS is_anonymous
-    FROM unnest(%b::text[]) AS u(value)
-    JOIN customers_identity i ON i.kind = 'anonymous' AND i.value = u.value
-    JOIN customers_customer c ON c.id = i.customer_id
-    FOR KEY SHARE OF c
-)
-SELECT 'user', external_id, id, account_id, false FROM users
-UNION ALL
-SELECT 'anonymous', value, id, account_id, is_anonymous FROM anonymous
-"""
-
-
-def _lookup(user_ids: list[str], anonymous_ids: list[str]) -> dict[tuple[str, str], _Seen]:
-    """Who the batch's user ids and anonymous ids already are, in one round trip."""
-
-    def portable() -> Iterable[tuple[Any, ...]]:
-        users = _customers_by_user_id(user_ids)
-        anonymous = _identities_read(anonymous_ids)
-        return (
-            (kind, key, seen.id, seen.account_id, seen.is_anonymous)
-            for (kind, key), seen in (users | anonymous).items()
-        )
-
-    rows = _select(_LOOKUP_SQL, [user_ids, anonymous_ids], portable)
-    return {
-        (kind, key): _Seen(id=pk, account_id=account, is_anonymous=anon)
-        for kind, key, pk, account, anon in rows
-    }
-
-
-def _seen_rows(rows: Iterable[tuple[Any, ...]], kind: str) -> dict[tuple[str, str], _Seen]:
-    return {
-        (kind, key): _Seen(id=pk, account_id=account, is_anonymous=anon)
-        for key, pk, account, anon in rows
-    }
-
-
-def _users_resolve(
-    user_ids: list[str], messages: Sequence[Message], known: dict[tuple[str, str], _Seen]
-) -> dict[tuple[str, str], _Seen]:
-    found = {key: seen for key, seen in known.items() if key[0] == "user"}
-    missing = [u for u in user_ids if ("user", u) not in found]
-    if not missing:
-        return found
-    found.update(_identities_read(missing, IdentityKind.ALIAS))
-    missing = [u for u in missing if ("user", u) not in found]
-    if missing:
-        first = _first_times(messages, lambda m: m.user_id)
-        Customer.objects.bulk_create(
-            [
-                Customer(
-                    external_id=u, first_seen=first[u], last_seen=first[u], created_at=first[u]
-                )
-                for u in missing
-            ],
-            ignore_conflicts=True,
-        )
-        found.update(_customers_by_user_id(missing))
-    return found
-
-
-_CUSTOMERS_SQL = """
-SELECT c.external_id, c.id, c.account_id, false
-FROM unnest(%b::text[]) AS u(value)
-JOIN customers_customer c ON c.external_id = u.value
-FOR KEY SHARE OF c
-"""
-
-
-def _customers_by_user_id(user_ids: list[str]) -> dict[tuple[str, str], _Seen]:
-    fields = ("external_id", "id", "account_id")
-    rows = _select(
-        _CUSTOMERS_SQL,
-        [user_ids],
-        lambda: (
-            (*row, False)
-            for row in Customer.objects.filter(external_id__in=user_ids).values_list(*fields)
-        ),
-    )
-    return _seen_rows(rows, "user")
-
-
-def _anonymous_resolve(
-    anonymous_ids: list[str],
-    messages: Sequence[Message],
-    users: dict[tuple[str, str], _Seen],
-    known: dict[tuple[str, str], _Seen],
-) -> dict[tuple[str, str], _Seen]:
-    found = {key: seen for key, seen in known.items() if key[0] == "anonymous"}
-    links: dict[str, _Seen] = {}
-    for message in messages:
-        if not (message.user_id and message.anonymous_id):
-            continue
-        user = users[("user", message.user_id)]
-        owner = found.get(("anonymous", message.anonymous_id))
-        if owner is None:
-            links.setdefault(message.anonymous_id, user)
-        elif owner.id != user.id and owner.is_anonymous:
-            # The visitor logged in: their anonymous history becomes the user's.
-            customers_merge(source_id=owner.id, target_id=user.id)
-            found[("anonymous", message.anonymous_id)] = user
-    if links:
-        Identity.objects.bulk_create(
-            [
-                Identity(kind=IdentityKind.ANONYMOUS, value=value, customer_id=seen.id)
-                for value, seen in links.items()
-            ],
-            ignore_conflicts=True,
-        )
-        found.update(_identities_read(list(links)))
-    strangers = [a for a in anonymous_ids if ("anonymous", a) not in found]
-    if strangers:
-        found.update(_anonymous_create(strangers, messages))
-    return found
-
-
-_IDENTITIES_SQL = """
-SELECT i.value, c.id, c.account_id, c.external_id IS NULL
-FROM unnest(%b::text[]) AS u(value)
-JOIN customers_identity i ON i.kind = %s AND i.value = u.value
-JOIN customers_customer c ON c.id = i.customer_id
-FOR KEY SHARE OF c
-"""
-
-
-def _identities_read(
-    values: list[str], kind: str = IdentityKind.ANONYMOUS
-) -> dict[tuple[str, str], _Seen]:
-    """Customers that anonymous ids (or, for ``ALIAS``, former user ids) resolve to."""
-
-    def portable() -> Iterable[tuple[Any, ...]]:
-        rows = Identity.objects.filter(kind=kind, value__in=values).values_list(
-            "value",
-            "customer_id",
-            "customer__account_id",
-            "customer__external_id",
-        )
-        return ((*row[:3], row[3] is None) for row in rows)
-
-    rows = _select(_IDENTITIES_SQL, [values, str(kind)], portable)
-    return _seen_rows(rows, "user" if kind == IdentityKind.ALIAS else "anonymous")
-
-
-def _select(
-    sql: str, params: list[Any], portable: Callable[[], Iterable[tuple[Any, ...]]]
-) -> list[tuple[Any, ...]]:
-    """Run ``sql`` on PostgreSQL with server-side binding, else the portable ORM query.
-
-    Django's psycopg cursor binds parameters client-side, quoting every array element into
-    the SQL text; on the hot path that costs more than the query. A plain ``psycopg.Cursor``
-    sends them as parameters.
-    """
-    if connection.vendor != "postgresql":
-        return list(portable())
-    connection.ensure_connection()
-    # Wrapped like Django's own cursors, so query logging and execute_wrappers see it.
-    wrap = connection._prepare_cursor  # type: ignore[attr-defined]
-    with wrap(_PreparedCursor(connection.connection)) as cursor:
-        cursor.execute(sql, params)
-        return list(cursor.fetchall())
-
-
-class _PreparedCursor(psycopg.Cursor[Any]):
-    """Server-side binding, and prepared statements for the few fixed hot-path statements.
-
-    Django turns psycopg's automatic preparation off (``prepare_threshold=None``); planning
-    the insert on every request cost ~0.3 ms of a ~2 ms single ``track``.
-    """
-
-    def execute(
-        self,
-        query: Any,
-        params: Any = None,
-        *,
-        prepare: bool | None = None,
-        binary: bool | None = None,
-    ) -> _PreparedCursor:
-        super().execute(query, params, prepare=True if prepare is None else prepare, binary=binary)
-        return self
-
-
-def _anonymous_create(
-    strangers: list[str], messages: Sequence[Message]
-) -> dict[tuple[str, str], _Seen]:
-    """One anonymous customer per unseen anonymousId, race-safe.
-
-    Customers are created first and identities claimed with ``ON CONFLICT DO NOTHING``; a
-    customer whose identity was claimed by a concurrent request is deleted again.
-    """
-    first = _first_times(messages, lambda m: m.anonymous_id)
-    created = Customer.objects.bulk_create(
-        [Customer(first_seen=first[a], last_seen=first[a], created_at=first[a]) for a in strangers]
-    )
-    Identity.objects.bulk_create(
-        [
-            Identity(kind=IdentityKind.ANONYMOUS, value=value, customer_id=customer.pk)
-            for value, customer in zip(strangers, created, strict=True)
-        ],
-        ignore_conflicts=True,
-    )
-    found = _identities_read(strangers)
-    winners = {seen.id for seen in found.values()}
-    losers = [customer.pk for customer in created if customer.pk not in winners]
-    if losers:
-        Customer.objects.filter(pk__in=losers).delete()
-    return found
-
-
-def _first_times(messages: Sequence[Message], key: Any) -> dict[str, dt.datetime]:
-    first: dict[str, dt.datetime] = {}
-    for message in messages:
-        value = key(message)
-        if value and (value not in first or message.occurred_at < first[value]):
-            first[value] = message.occurred_at
-    return first
 
 
 # --- Accounts ------------------------------------------------------------------------------
@@ -391,8 +139,8 @@ def _accounts_ensure(messages: Sequence[Message]) -> dict[str, int]:
 
 def _accounts_at_time(
     messages: Sequence[Message],
-    owners: list[_Seen],
-    seen: dict[tuple[str, str], _Seen],
+    owners: list[Seen],
+    seen: dict[tuple[str, str], Seen],
     accounts: dict[str, int],
 ) -> list[int | None]:
     """The account each event belongs to: the owner's, or the group joined earlier in the batch."""
@@ -452,7 +200,7 @@ SELECT id, message_id FROM inserted
 def _events_insert(
     source_id: int,
     messages: Sequence[Message],
-    owners: list[_Seen],
+    owners: list[Seen],
     account_ids: list[int | None],
     received_at: dt.datetime,
 ) -> dict[str, IngestedEvent]:
@@ -480,7 +228,7 @@ def _events_insert(
         ]
     ).decode()
     params = [source_id, received_at, rows_json, _LAST_SEEN_SLACK]
-    rows = _select(
+    rows = fetch(
         _INSERT_AND_TOUCH_SQL,
         params,
         lambda: _events_insert_portable(source_id, messages, owners, account_ids, received_at),
@@ -503,7 +251,7 @@ def _events_insert(
 def _events_insert_portable(
     source_id: int,
     messages: Sequence[Message],
-    owners: list[_Seen],
+    owners: list[Seen],
     account_ids: list[int | None],
     received_at: dt.datetime,
 ) -> list[tuple[Any, ...]]:
@@ -525,57 +273,62 @@ def _events_insert_portable(
             account_id=account_id,
             type=message.type,
             name=message.name,
-            properties=_loads(message.properties_json),
-            context=_loads(message.context_json),
+            properties=orjson.loads(message.properties_json),
+            context=orjson.loads(message.context_json),
             occurred_at=message.occurred_at,
             received_at=received_at,
         )
     Event.objects.bulk_create(events.values())
     created = list(events.values())
-    owner_of = {event.message_id: _Seen(event.customer_id, None, False) for event in created}
-    _seen_touch([m for m in messages if m.message_id in owner_of], owner_of)
+    by_message = {event.message_id: Seen(event.customer_id, None, False) for event in created}
+    _seen_touch([m for m in messages if m.message_id in by_message], by_message)
     return [(event.pk, event.message_id) for event in created]
-
-
-def _loads(text: str) -> Any:
-    return orjson.loads(text)
 
 
 # --- Profiles, devices, last seen ----------------------------------------------------------
 
 
 def _profiles_apply(
-    fresh: Sequence[Message], owners: dict[str, _Seen], accounts: dict[str, int]
+    fresh: Sequence[Message], owners: dict[str, Seen], accounts: dict[str, int]
 ) -> None:
-    """Apply identify and group calls in batch order; later calls win, traits merge."""
+    """Apply identify and group calls in batch order; later calls win, traits merge.
+
+    Rows are locked FOR NO KEY UPDATE, in id order: profile writes never change keys, so they
+    do not wait on other batches' FOR KEY SHARE resolution locks.
+    """
     identifies = [m for m in fresh if m.type == "identify" and m.traits]
     groups = [m for m in fresh if m.type == "group"]
+    now = timezone.now()
     if identifies:
         customer_ids = {owners[m.message_id].id for m in identifies}
-        customers = Customer.objects.select_for_update().order_by("pk").in_bulk(customer_ids)
-        changed: set[str] = {"traits"}
+        customer_rows = Customer.objects.select_for_update(no_key=True).order_by("pk")
+        customers = customer_rows.in_bulk(customer_ids)
+        changed: set[str] = {"traits", "updated_at"}
         for message in identifies:
             customer = customers[owners[message.message_id].id]
             customer.traits = {**customer.traits, **(message.traits or {})}
+            customer.updated_at = now
             changed.update(profile_fields_apply(customer, message.profile or {}))
         Customer.objects.bulk_update(customers.values(), sorted(changed))
     if groups:
-        account_rows = Account.objects.select_for_update().order_by("pk")
+        account_rows = Account.objects.select_for_update(no_key=True).order_by("pk")
         by_id = account_rows.in_bulk({accounts[m.group_id] for m in groups if m.group_id})
-        account_changed: set[str] = {"traits"}
+        account_changed: set[str] = {"traits", "updated_at"}
         links: dict[int, int] = {}
         for message in groups:
             account = by_id[accounts[message.group_id or ""]]
             account.traits = {**account.traits, **(message.traits or {})}
+            account.updated_at = now
             account_changed.update(profile_fields_apply(account, message.profile or {}))
             links[owners[message.message_id].id] = account.pk
         Account.objects.bulk_update(by_id.values(), sorted(account_changed))
         Customer.objects.filter(pk__in=links).update(
-            account_id=Case(*(When(pk=c, then=Value(a)) for c, a in links.items()))
+            account_id=Case(*(When(pk=c, then=Value(a)) for c, a in links.items())),
+            updated_at=now,
         )
 
 
-def _devices_register(fresh: Sequence[Message], owners: dict[str, _Seen]) -> None:
+def _devices_register(fresh: Sequence[Message], owners: dict[str, Seen]) -> None:
     latest: dict[tuple[str, str], tuple[int, dt.datetime]] = {}
     for message in fresh:
         if message.device:
@@ -593,7 +346,7 @@ def _devices_register(fresh: Sequence[Message], owners: dict[str, _Seen]) -> Non
     )
 
 
-def _seen_touch(fresh: Sequence[Message], owners: dict[str, _Seen]) -> None:
+def _seen_touch(fresh: Sequence[Message], owners: dict[str, Seen]) -> None:
     """Portable twin of the touch in ``_INSERT_AND_TOUCH_SQL``: widen first/last seen."""
     spans: dict[int, tuple[dt.datetime, dt.datetime]] = {}
     for message in fresh:

@@ -29,7 +29,7 @@ from customers.ingest.parsing import (
     parse_single,
     write_key_peek,
 )
-from customers.ingest.service import events_ingest
+from customers.ingest.service import IngestBusy, events_ingest
 from customers.selectors import source_for_key
 
 _OK = orjson.dumps({"success": True})
@@ -112,9 +112,13 @@ def _endpoint(
             parsed = parse(body, received_at, _limits())
         except ParseError as exc:
             return _json(400, {"success": False, "errors": [{"index": None, "reason": str(exc)}]})
-        result = events_ingest(
-            source_id=source_id, messages=parsed.messages, received_at=received_at
-        )
+        try:
+            result = events_ingest(
+                source_id=source_id, messages=parsed.messages, received_at=received_at
+            )
+        except IngestBusy as exc:
+            # SDKs retry 5xx with backoff; nothing of this batch was stored.
+            return _json(503, {"success": False, "error": str(exc)}, Retry_After="1")
         if parsed.errors:
             errors = [{"index": e.index, "reason": e.reason} for e in parsed.errors]
             return _json(400, {"success": False, "accepted": result.accepted, "errors": errors})

@@ -835,3 +835,23 @@ def test_an_unauthenticated_body_is_not_parsed(client: Client) -> None:
 
     assert (response.status_code, response.json()) == (401, UNAUTHORIZED)
     assert_nothing_stored()
+
+
+def test_a_batch_that_keeps_colliding_gets_a_503_to_retry(
+    post: Post, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from customers.ingest import views
+    from customers.ingest.service import IngestBusy
+
+    def busy(**kwargs: Any) -> Any:
+        raise IngestBusy("the batch collided with concurrent work 3 times")
+
+    monkeypatch.setattr(views, "events_ingest", busy)
+
+    response = post("/v1/track", TRACK)
+
+    assert (response.status_code, response["Retry-After"], response.json()) == (
+        503,
+        "1",
+        {"success": False, "error": "the batch collided with concurrent work 3 times"},
+    )

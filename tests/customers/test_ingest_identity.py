@@ -429,3 +429,27 @@ def test_merging_keeps_the_source_account_when_the_target_has_none() -> None:
     assert list(Identity.objects.values_list("kind", "value", "customer_id")) == [
         (IdentityKind.ALIAS, source.external_id, target.pk)
     ]
+
+
+def test_events_after_a_login_in_the_same_batch_carry_the_account_the_visitor_brought(
+    ingest: Ingest,
+) -> None:
+    # given: an anonymous visitor who joined an account; a known user without one
+    account = AccountFactory(external_id="acme")
+    visitor = IdentityFactory(
+        value="anon-1", customer=CustomerFactory(external_id=None, email="", account=account)
+    ).customer
+    user = CustomerFactory(external_id="u-1", account=None)
+
+    # when: the visitor logs in and keeps working, in one batch
+    ingest(
+        {"type": "identify", "userId": "u-1", "anonymousId": "anon-1", "messageId": "i"},
+        {"type": "track", "userId": "u-1", "event": "Report Created", "messageId": "t"},
+    )
+
+    # then
+    assert not Customer.objects.filter(pk=visitor.pk).exists()
+    assert sorted(Event.objects.values_list("message_id", "customer_id", "account_id")) == [
+        ("i", user.pk, account.pk),
+        ("t", user.pk, account.pk),
+    ]

@@ -661,3 +661,25 @@ def test_a_batch_failing_for_another_reason_is_not_retried(
         ingest_batch(source.pk, [{"type": "track", "userId": "u1", "event": "A"}])
 
     assert (len(calls), Event.objects.count(), Customer.objects.count()) == (1, 0, 0)
+
+
+def test_a_batch_that_keeps_deadlocking_gives_up_as_busy_and_stores_nothing(
+    source: Source, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import OperationalError
+
+    from customers.ingest import service
+
+    calls: list[int] = []
+
+    def deadlocked(*args: Any) -> Any:
+        calls.append(1)
+        raise OperationalError("deadlock detected") from _Violation("40P01")
+
+    monkeypatch.setattr(service, "_ingest", deadlocked)
+    monkeypatch.setattr(service.time, "sleep", lambda seconds: None)
+
+    with pytest.raises(service.IngestBusy):
+        ingest_batch(source.pk, [{"type": "track", "userId": "u1", "event": "A"}])
+
+    assert (len(calls), Event.objects.count()) == (3, 0)
