@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 _ATTEMPTS = 3
 # last_seen is kept to this precision so busy customers are not rewritten on every batch.
 _LAST_SEEN_SLACK = dt.timedelta(minutes=1)
+_PROFILE_CALLS = frozenset({"identify", "group"})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -168,10 +169,12 @@ ON CONFLICT (source_id, message_id) DO NOTHING
 RETURNING id, message_id, customer_id, occurred_at
 """
 
-# The insert and the first_seen/last_seen widening in one round trip. Customers whose
-# span already covers the new events are not rewritten (last_seen to the minute); rows
-# another batch is touching right now are skipped rather than waited for, so concurrent
-# batches never queue or deadlock on a busy customer (its next batch catches up).
+# The insert, and first_seen/last_seen widening, in one round trip. This is also where a
+# batch takes its only row-lock wait: one ordered FOR NO KEY UPDATE over the customers it
+# will write — those whose seen span the new events widen (last_seen is kept to the
+# minute, so a busy customer is not rewritten per batch) and the owners of identify/group
+# calls, written next by _profiles_apply. Every batch acquiring its write locks at once,
+# in id order, is what keeps concurrent batches from deadlocking each other.
 # Composed of constants only.
 _INSERT_AND_TOUCH_SQL = f"""
 WITH inserted AS ({_INSERT_SQL}),
@@ -179,19 +182,25 @@ span AS (
     SELECT customer_id, min(occurred_at) AS low, max(occurred_at) AS high
     FROM inserted GROUP BY customer_id
 ),
-stale AS (
-    SELECT c.id, span.low, span.high
-    FROM customers_customer c JOIN span ON span.customer_id = c.id
+wanted AS (
+    SELECT span.customer_id AS id
+    FROM span JOIN customers_customer c ON c.id = span.customer_id
     WHERE c.first_seen IS NULL OR c.last_seen IS NULL
        OR c.first_seen > span.low OR c.last_seen < span.high - %s
+    UNION
+    SELECT unnest(%b::bigint[])
+),
+locked AS (
+    SELECT c.id FROM customers_customer c JOIN wanted ON wanted.id = c.id
     ORDER BY c.id
-    FOR NO KEY UPDATE OF c SKIP LOCKED
+    FOR NO KEY UPDATE OF c
 ),
 touched AS (
     UPDATE customers_customer c
-    SET first_seen = LEAST(COALESCE(c.first_seen, stale.low), stale.low),
-        last_seen = GREATEST(COALESCE(c.last_seen, stale.high), stale.high)
-    FROM stale WHERE c.id = stale.id
+    SET first_seen = LEAST(COALESCE(c.first_seen, span.low), span.low),
+        last_seen = GREATEST(COALESCE(c.last_seen, span.high), span.high)
+    FROM span JOIN locked ON locked.id = span.customer_id
+    WHERE c.id = span.customer_id
 )
 SELECT id, message_id FROM inserted
 """  # noqa: S608
@@ -227,7 +236,10 @@ def _events_insert(
             for m, owner, account_id in zip(messages, owners, account_ids, strict=True)
         ]
     ).decode()
-    params = [source_id, received_at, rows_json, _LAST_SEEN_SLACK]
+    profile_owners = sorted(
+        {owner.id for m, owner in zip(messages, owners, strict=True) if m.type in _PROFILE_CALLS}
+    )
+    params = [source_id, received_at, rows_json, _LAST_SEEN_SLACK, profile_owners]
     rows = fetch(
         _INSERT_AND_TOUCH_SQL,
         params,
@@ -293,8 +305,9 @@ def _profiles_apply(
 ) -> None:
     """Apply identify and group calls in batch order; later calls win, traits merge.
 
-    Rows are locked FOR NO KEY UPDATE, in id order: profile writes never change keys, so they
-    do not wait on other batches' FOR KEY SHARE resolution locks.
+    On PostgreSQL the customers are already locked by the insert statement; the
+    FOR NO KEY UPDATE here re-reads them (and locks accounts, and customers on the portable
+    path). Profile writes never change keys, so they do not wait on resolution locks.
     """
     identifies = [m for m in fresh if m.type == "identify" and m.traits]
     groups = [m for m in fresh if m.type == "group"]

@@ -4,6 +4,7 @@ each test waits until PostgreSQL shows the expected lock wait."""
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -191,3 +192,51 @@ def test_many_people_logging_in_at_once_all_get_their_history() -> None:
         assert Identity.objects.get(kind=IdentityKind.ANONYMOUS, value=f"anon-{n}").customer == user
     assert Event.objects.count() == len(people) * 302
     assert Customer.objects.filter(external_id__isnull=True).count() == len(people) * 150
+
+
+def test_a_busy_customer_row_still_gets_its_seen_span_widened(
+    other: psycopg.Connection[Any],
+) -> None:
+    # given: a customer seen 11:10-11:20 whose row another request is updating right now
+    source = SourceFactory()
+    day = (timezone.now() - dt.timedelta(days=1)).replace(
+        hour=11, minute=0, second=0, microsecond=0
+    )
+    customer = CustomerFactory(
+        external_id="u-1", first_seen=day.replace(minute=10), last_seen=day.replace(minute=20)
+    )
+    other.execute("SELECT 1 FROM customers_customer WHERE id = %s FOR NO KEY UPDATE", [customer.pk])
+
+    # when: events from before and after that span arrive
+    batch, errors = _in_thread(
+        lambda: ingest_batch(
+            source.pk,
+            [
+                {
+                    "type": "track",
+                    "userId": "u-1",
+                    "event": "E",
+                    "messageId": "early",
+                    "timestamp": day.replace(minute=5).isoformat(),
+                },
+                {
+                    "type": "track",
+                    "userId": "u-1",
+                    "event": "E",
+                    "messageId": "late",
+                    "timestamp": day.replace(minute=50).isoformat(),
+                },
+            ],
+        )
+    )
+    _until(lambda: _waiting_sessions() == 1, "the batch waits for the busy row")
+    other.commit()
+    batch.join(timeout=10)
+
+    # then
+    customer.refresh_from_db()
+    assert errors == []
+    assert (customer.first_seen, customer.last_seen) == (
+        day.replace(minute=5),
+        day.replace(minute=50),
+    )
