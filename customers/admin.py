@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import zoneinfo
 from functools import cached_property
 from typing import Any, cast
 
-import phonenumbers
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -26,6 +24,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.translation import ngettext
 
+from customers.contact import InvalidContact, phone_e164, time_zone_check
 from customers.models import (
     Account,
     ApiToken,
@@ -103,21 +102,17 @@ class CustomerForm(forms.ModelForm):  # type: ignore[type-arg]
 
     def clean_time_zone(self) -> str:
         zone: str = self.cleaned_data["time_zone"]
-        if zone and zone not in zoneinfo.available_timezones():
-            raise forms.ValidationError("Not an IANA time zone, e.g. Europe/Berlin.")
-        return zone
+        try:
+            return time_zone_check(zone) if zone else zone
+        except InvalidContact as exc:
+            raise forms.ValidationError(f"{exc}, e.g. Europe/Berlin.") from exc
 
     def clean_phone(self) -> str:
         phone: str = self.cleaned_data["phone"]
-        if not phone:
-            return phone
         try:
-            number = phonenumbers.parse(phone, None)
-        except phonenumbers.NumberParseException as exc:
-            raise forms.ValidationError("Use the international format, e.g. +14155550100.") from exc
-        if not phonenumbers.is_valid_number(number):
-            raise forms.ValidationError("Not a valid phone number.")
-        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+            return phone_e164(phone) if phone else phone
+        except InvalidContact as exc:
+            raise forms.ValidationError(str(exc)) from exc
 
 
 class IdentityInline(admin.TabularInline):  # type: ignore[type-arg]

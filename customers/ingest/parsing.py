@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
 import re
 import uuid
-import zoneinfo
 from typing import Any, Final
 
 import msgspec
 import orjson
-import phonenumbers
+
+from customers.contact import InvalidContact, phone_e164, time_zone_check
 
 CALL_TYPES: Final = frozenset({"track", "page", "screen", "identify", "group", "alias"})
 _UTC = dt.UTC
@@ -407,11 +406,6 @@ def _device(context: dict[str, Any]) -> tuple[str, str] | None:
 _PROFILE_TEXT = {"plan": 64, "region": 64, "name": 255, "locale": 35}
 
 
-@functools.cache
-def _zones() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
-
-
 def _profile(traits: dict[str, Any], *, account: bool) -> dict[str, Any]:
     """The reserved traits that map onto profile columns, validated. Unknown keys are ignored.
 
@@ -442,8 +436,12 @@ def _profile(traits: dict[str, Any], *, account: bool) -> dict[str, Any]:
         profile["phone"] = _phone(phone)
     zone = traits.get("timezone", traits.get("timeZone"))
     if zone is not None:
-        if not isinstance(zone, str) or zone not in _zones():
+        if not isinstance(zone, str):
             raise _Invalid(f"traits.timezone {zone!r} is not an IANA time zone")
+        try:
+            time_zone_check(zone)
+        except InvalidContact as exc:
+            raise _Invalid(f"traits.timezone {exc}") from exc
         profile["time_zone"] = zone
     return profile
 
@@ -462,14 +460,9 @@ def _phone(value: object) -> str:
     if not isinstance(value, str):
         raise _Invalid("traits.phone must be a string")
     try:
-        number = phonenumbers.parse(value, None)
-    except phonenumbers.NumberParseException as exc:
-        raise _Invalid(
-            f"traits.phone {value!r} is not an international number (E.164, e.g. +14155550100)"
-        ) from exc
-    if not phonenumbers.is_valid_number(number):
-        raise _Invalid(f"traits.phone {value!r} is not a valid phone number")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        return phone_e164(value)
+    except InvalidContact as exc:
+        raise _Invalid(f"traits.phone {exc}") from exc
 
 
 def _created_at(value: object) -> dt.datetime:
