@@ -4,10 +4,11 @@ Prints: batch ingest events/s end to end, the raw PostgreSQL ``COPY`` rate of th
 into the same table and the ratio, p50/p99 latency of single ``track`` calls at half of
 peak load, and the RSS of each gunicorn worker. Plain script, not a test:
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/milepost_bench .venv/bin/python bench/ingest.py
+    .venv/bin/python bench/ingest.py
 
-The database named in DATABASE_URL is dropped and recreated. Knobs: --workers, --clients,
---batch-size, --events, --users.
+It uses its own database, BENCH_DATABASE_URL (default milepost_bench on the local server),
+which it DROPS and recreates; DATABASE_URL is ignored so a real database is never touched.
+Knobs: --workers, --clients, --batch-size, --events, --users.
 """
 
 from __future__ import annotations
@@ -295,7 +296,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
-    url = os.environ.get("DATABASE_URL") or DEFAULT_DB
+    url = os.environ.get("BENCH_DATABASE_URL") or DEFAULT_DB
     key = _setup_database(url)
     rng = random.Random(42)
     print(f"generating {args.events:,} events for {args.users:,} users ...", flush=True)
