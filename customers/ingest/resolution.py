@@ -35,7 +35,8 @@ def resolve(messages: Sequence[Message]) -> dict[tuple[str, str], Seen]:
     """Map every userId and anonymousId in the batch to a customer, creating as needed."""
     user_ids = sorted({m.user_id for m in messages if m.user_id})
     anonymous_ids = sorted({m.anonymous_id for m in messages if m.anonymous_id})
-    known = _lookup(user_ids, anonymous_ids)
+    logins = sorted({m.anonymous_id for m in messages if m.anonymous_id and m.user_id})
+    known = _lookup(user_ids, anonymous_ids, logins)
     resolved: dict[tuple[str, str], Seen] = {}
     if user_ids:
         resolved.update(_users_resolve(user_ids, messages, known))
@@ -51,27 +52,47 @@ def resolve(messages: Sequence[Message]) -> dict[tuple[str, str], Seen]:
 # Ids are joined from unnest() rather than matched with = ANY(array): an unnest has a fixed
 # row estimate, so the prepared statement's generic plan stays an index nested loop even
 # while table statistics are stale (with = ANY($1) it scanned every anonymous identity).
+# Anonymous customers whose id arrives together with a userId (a login) are about to be
+# merged: they are locked FOR UPDATE here, up front. Taking FOR KEY SHARE first and
+# upgrading in customers_merge would deadlock two requests of the same login (analytics.js
+# sends identify and track concurrently, both with both ids); this way the second waits,
+# finds the visitor gone, and resolves the id to the user.
 _LOOKUP_SQL = """
 WITH users AS MATERIALIZED (
     SELECT c.external_id, c.id, c.account_id
     FROM unnest(%b::text[]) AS u(value)
     JOIN customers_customer c ON c.external_id = u.value
     FOR KEY SHARE OF c
+), merging AS MATERIALIZED (
+    SELECT i.value, c.id, c.account_id, true AS is_anonymous
+    FROM unnest(%b::text[]) AS u(value)
+    JOIN customers_identity i ON i.kind = 'anonymous' AND i.value = u.value
+    JOIN customers_customer c ON c.id = i.customer_id
+    WHERE c.external_id IS NULL
+    FOR UPDATE OF c
 ), anonymous AS MATERIALIZED (
     SELECT i.value, c.id, c.account_id, c.external_id IS NULL AS is_anonymous
     FROM unnest(%b::text[]) AS u(value)
     JOIN customers_identity i ON i.kind = 'anonymous' AND i.value = u.value
     JOIN customers_customer c ON c.id = i.customer_id
+    WHERE u.value NOT IN (SELECT value FROM merging)
     FOR KEY SHARE OF c
 )
 SELECT 'user', external_id, id, account_id, false FROM users
+UNION ALL
+SELECT 'anonymous', value, id, account_id, is_anonymous FROM merging
 UNION ALL
 SELECT 'anonymous', value, id, account_id, is_anonymous FROM anonymous
 """
 
 
-def _lookup(user_ids: list[str], anonymous_ids: list[str]) -> dict[tuple[str, str], Seen]:
-    """Who the batch's user ids and anonymous ids already are, in one round trip."""
+def _lookup(
+    user_ids: list[str], anonymous_ids: list[str], logins: list[str]
+) -> dict[tuple[str, str], Seen]:
+    """Who the batch's user ids and anonymous ids already are, in one round trip.
+
+    ``logins`` are the anonymous ids that arrive together with a user id.
+    """
 
     def portable() -> Iterable[tuple[Any, ...]]:
         users = _customers_by_user_id(user_ids)
@@ -81,7 +102,7 @@ def _lookup(user_ids: list[str], anonymous_ids: list[str]) -> dict[tuple[str, st
             for (kind, key), seen in (users | anonymous).items()
         )
 
-    rows = fetch(_LOOKUP_SQL, [user_ids, anonymous_ids], portable)
+    rows = fetch(_LOOKUP_SQL, [user_ids, logins, anonymous_ids], portable)
     return {
         (kind, key): Seen(id=pk, account_id=account, is_anonymous=anon)
         for kind, key, pk, account, anon in rows

@@ -39,8 +39,10 @@ def other() -> Iterator[psycopg.Connection[Any]]:
 
 def _waiting_sessions() -> int:
     with connection.cursor() as cursor:
+        # Only this database's sessions: other test runs may share the server.
         cursor.execute(
-            "SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted AND pid <> pg_backend_pid()"
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
         )
         (count,) = cursor.fetchone()
     return int(count)
@@ -240,3 +242,38 @@ def test_a_busy_customer_row_still_gets_its_seen_span_widened(
         day.replace(minute=5),
         day.replace(minute=50),
     )
+
+
+def test_one_login_sent_as_two_concurrent_requests_merges_once_without_a_deadlock(
+    other: psycopg.Connection[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    # given: a visitor with an anonymous-only request in flight (it holds the visitor)
+    source = SourceFactory()
+    visitor = IdentityFactory(
+        value="anon-x", customer=CustomerFactory(external_id=None, email="")
+    ).customer
+    user = CustomerFactory(external_id="u-1")
+    other.execute("SELECT 1 FROM customers_customer WHERE id = %s FOR KEY SHARE", [visitor.pk])
+
+    # when: the login arrives as two requests at once, as analytics.js sends identify and
+    # track, both carrying both ids
+    def request(kind: str) -> Callable[[], Any]:
+        call = {"type": kind, "userId": "u-1", "anonymousId": "anon-x", "messageId": kind}
+        if kind == "track":
+            call["event"] = "Signed In"
+        return lambda: ingest_batch(source.pk, [call])
+
+    runs = [_in_thread(request("identify")), _in_thread(request("track"))]
+    _until(lambda: _waiting_sessions() == 2, "both requests wait for the visitor")
+    other.commit()
+    for thread, _ in runs:
+        thread.join(timeout=10)
+
+    # then: one merge, no deadlock and no retry, both events on the user
+    assert [errors for _, errors in runs] == [[], []]
+    assert [r.message for r in caplog.records if "rolled back" in r.message] == []
+    assert not Customer.objects.filter(pk=visitor.pk).exists()
+    assert sorted(Event.objects.values_list("message_id", "customer_id")) == [
+        ("identify", user.pk),
+        ("track", user.pk),
+    ]
