@@ -52,35 +52,32 @@ def resolve(messages: Sequence[Message]) -> dict[tuple[str, str], Seen]:
 # Ids are joined from unnest() rather than matched with = ANY(array): an unnest has a fixed
 # row estimate, so the prepared statement's generic plan stays an index nested loop even
 # while table statistics are stale (with = ANY($1) it scanned every anonymous identity).
-# Anonymous customers whose id arrives together with a userId (a login) are about to be
-# merged: they are locked FOR UPDATE here, up front. Taking FOR KEY SHARE first and
-# upgrading in customers_merge would deadlock two requests of the same login (analytics.js
-# sends identify and track concurrently, both with both ids); this way the second waits,
-# finds the visitor gone, and resolves the id to the user.
+# Anonymous ids that arrive together with a userId (logins) are read WITHOUT a lock: their
+# visitor is about to be merged, and customers_merge takes it FOR UPDATE itself. Taking
+# FOR KEY SHARE here and upgrading there would deadlock two requests of the same login
+# (analytics.js sends identify and track concurrently, both with both ids); this way the
+# second request waits at the merge, finds the visitor gone, and re-reads the id.
 _LOOKUP_SQL = """
 WITH users AS MATERIALIZED (
     SELECT c.external_id, c.id, c.account_id
     FROM unnest(%b::text[]) AS u(value)
     JOIN customers_customer c ON c.external_id = u.value
     FOR KEY SHARE OF c
-), merging AS MATERIALIZED (
-    SELECT i.value, c.id, c.account_id, true AS is_anonymous
+), logins AS MATERIALIZED (
+    SELECT i.value, c.id, c.account_id, c.external_id IS NULL AS is_anonymous
     FROM unnest(%b::text[]) AS u(value)
     JOIN customers_identity i ON i.kind = 'anonymous' AND i.value = u.value
     JOIN customers_customer c ON c.id = i.customer_id
-    WHERE c.external_id IS NULL
-    FOR UPDATE OF c
 ), anonymous AS MATERIALIZED (
     SELECT i.value, c.id, c.account_id, c.external_id IS NULL AS is_anonymous
     FROM unnest(%b::text[]) AS u(value)
     JOIN customers_identity i ON i.kind = 'anonymous' AND i.value = u.value
     JOIN customers_customer c ON c.id = i.customer_id
-    WHERE u.value NOT IN (SELECT value FROM merging)
     FOR KEY SHARE OF c
 )
 SELECT 'user', external_id, id, account_id, false FROM users
 UNION ALL
-SELECT 'anonymous', value, id, account_id, is_anonymous FROM merging
+SELECT 'login', value, id, account_id, is_anonymous FROM logins
 UNION ALL
 SELECT 'anonymous', value, id, account_id, is_anonymous FROM anonymous
 """
@@ -91,7 +88,8 @@ def _lookup(
 ) -> dict[tuple[str, str], Seen]:
     """Who the batch's user ids and anonymous ids already are, in one round trip.
 
-    ``logins`` are the anonymous ids that arrive together with a user id.
+    ``logins`` are the anonymous ids that arrive together with a user id; they come back
+    keyed ``("login", id)``, unlocked (see ``_LOOKUP_SQL``), on PostgreSQL only.
     """
 
     def portable() -> Iterable[tuple[Any, ...]]:
@@ -102,7 +100,8 @@ def _lookup(
             for (kind, key), seen in (users | anonymous).items()
         )
 
-    rows = fetch(_LOOKUP_SQL, [user_ids, logins, anonymous_ids], portable)
+    others = sorted(set(anonymous_ids) - set(logins))
+    rows = fetch(_LOOKUP_SQL, [user_ids, logins, others], portable)
     return {
         (kind, key): Seen(id=pk, account_id=account, is_anonymous=anon)
         for kind, key, pk, account, anon in rows
@@ -168,20 +167,41 @@ def _anonymous_resolve(
     known: dict[tuple[str, str], Seen],
 ) -> dict[tuple[str, str], Seen]:
     found = {key: seen for key, seen in known.items() if key[0] == "anonymous"}
+    # Logins were read without a lock (PostgreSQL only; see _LOOKUP_SQL).
+    unlocked = {("anonymous", key[1]): seen for key, seen in known.items() if key[0] == "login"}
+    found.update(unlocked)
     links: dict[str, Seen] = {}
     merged: set[int] = set()
+    reread: set[str] = set()
     for message in messages:
         if not (message.user_id and message.anonymous_id):
             continue
+        key = ("anonymous", message.anonymous_id)
         user = users[("user", message.user_id)]
-        owner = found.get(("anonymous", message.anonymous_id))
+        owner = found.get(key)
         if owner is None:
             links.setdefault(message.anonymous_id, user)
         elif owner.id != user.id and owner.is_anonymous:
             # The visitor logged in: their anonymous history becomes the user's.
-            customers_merge(source_id=owner.id, target_id=user.id)
-            found[("anonymous", message.anonymous_id)] = user
-            merged.add(user.id)
+            if customers_merge(source_id=owner.id, target_id=user.id):
+                found[key] = user
+                merged.add(user.id)
+            else:
+                # A concurrent request merged the visitor first; see where the id went.
+                del found[key]
+                reread.add(message.anonymous_id)
+    # A login id still owned by a known customer other than this batch's users (a shared
+    # device) was read unlocked: lock it now, like every other id this batch writes for.
+    users_locked = {seen.id for seen in users.values()}
+    reread.update(
+        key[1]
+        for key, seen in unlocked.items()
+        if found.get(key) == seen and seen.id not in users_locked
+    )
+    if reread:
+        for value in reread:
+            found.pop(("anonymous", value), None)
+        found.update(_identities_read(sorted(reread)))
     if merged:
         # A merge may have given the user the visitor's account.
         accounts = dict(Customer.objects.filter(pk__in=merged).values_list("pk", "account_id"))
