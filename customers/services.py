@@ -123,6 +123,10 @@ def _latest(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
     return max((x for x in (a, b) if x is not None), default=None)
 
 
+class ConcurrentChange(Exception):
+    """A customer this transaction read was merged or renamed concurrently; retry it whole."""
+
+
 def customer_alias(*, previous_id: str, user_id: str, at: dt.datetime) -> int:
     """Segment ``alias``: ``previous_id`` (an anonymous id or an old user id) is ``user_id``.
 
@@ -134,7 +138,8 @@ def customer_alias(*, previous_id: str, user_id: str, at: dt.datetime) -> int:
     if target is None and previous is not None:
         if previous.external_id and previous.external_id != user_id:
             _identity_ensure(IdentityKind.ALIAS, previous.external_id, previous.pk)
-        Customer.objects.filter(pk=previous.pk).update(external_id=user_id)
+        if not Customer.objects.filter(pk=previous.pk).update(external_id=user_id):
+            raise ConcurrentChange(f"customer {previous.pk} was merged away during an alias")
         target_id = previous.pk
     else:
         if target is None:
@@ -142,8 +147,9 @@ def customer_alias(*, previous_id: str, user_id: str, at: dt.datetime) -> int:
                 external_id=user_id, first_seen=at, last_seen=at, created_at=at
             )
         target_id = target.pk
-        if previous is not None and previous.pk != target_id:
-            customers_merge(source_id=previous.pk, target_id=target_id)
+        source_id = previous.pk if previous is not None else target_id
+        if source_id != target_id and not customers_merge(source_id=source_id, target_id=target_id):
+            raise ConcurrentChange(f"customer {source_id} or {target_id} changed")
     # Later calls may use the old id either as a userId or as an anonymousId.
     _identity_ensure(IdentityKind.ALIAS, previous_id, target_id)
     _identity_ensure(IdentityKind.ANONYMOUS, previous_id, target_id)

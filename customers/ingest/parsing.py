@@ -118,7 +118,7 @@ def parse_single(
     try:
         write_key = _decode(_key_decoder, body).write_key
     except _DECODE_ERRORS as exc:
-        reason = f"invalid UTF-8: {exc}" if isinstance(exc, UnicodeDecodeError) else str(exc)
+        reason = str(exc) if isinstance(exc, msgspec.DecodeError) else _decode_reason(exc)
         raise ParseError(f"body is not a JSON object: {reason}") from exc
     try:
         raw = _decode(_item_decoder, body)
@@ -196,7 +196,8 @@ def _collect(
     return ParsedBatch(messages, errors, write_key)
 
 
-_DECODE_ERRORS = (msgspec.DecodeError, UnicodeDecodeError)
+# msgspec raises RecursionError past ~1,000 levels of nesting (orjson refuses > 254 anyway).
+_DECODE_ERRORS = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 
 
 def _decode_reason(exc: Exception) -> str:
@@ -205,6 +206,8 @@ def _decode_reason(exc: Exception) -> str:
         return f"wrong type: {text}"
     if isinstance(exc, UnicodeDecodeError):
         return f"invalid UTF-8: {text}"
+    if isinstance(exc, RecursionError):
+        return "JSON is nested too deeply"
     return f"malformed JSON: {text}"
 
 

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 from customers.ingest.parsing import Message
 from customers.ingest.sql import fetch
 from customers.models import Customer, Identity, IdentityKind
-from customers.services import customers_merge
+from customers.services import ConcurrentChange, customers_merge
 
 
 class Seen(NamedTuple):
@@ -136,6 +136,9 @@ def _users_resolve(
             ignore_conflicts=True,
         )
         found.update(_customers_by_user_id(missing))
+        if any(("user", u) not in found for u in missing):
+            # Our insert lost to a row that a concurrent merge or rename has since removed.
+            raise ConcurrentChange("a user id changed owner while it was being resolved")
     return found
 
 
@@ -212,8 +215,10 @@ def _anonymous_resolve(
     if links:
         Identity.objects.bulk_create(
             [
+                # Sorted, like every bulk insert here: concurrent batches claim unique index
+                # entries in the same order and cannot deadlock on them.
                 Identity(kind=IdentityKind.ANONYMOUS, value=value, customer_id=seen.id)
-                for value, seen in links.items()
+                for value, seen in sorted(links.items())
             ],
             ignore_conflicts=True,
         )
@@ -271,6 +276,8 @@ def _anonymous_create(
         ignore_conflicts=True,
     )
     found = _identities_read(strangers)
+    if len(found) < len(strangers):
+        raise ConcurrentChange("an anonymous id changed owner while it was being resolved")
     winners = {seen.id for seen in found.values()}
     losers = [customer.pk for customer in created if customer.pk not in winners]
     if losers:

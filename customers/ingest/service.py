@@ -34,7 +34,7 @@ from customers.models import (
     Event,
     Source,
 )
-from customers.services import customer_alias, profile_fields_apply
+from customers.services import ConcurrentChange, customer_alias, profile_fields_apply
 from customers.signals import IngestedEvent, events_ingested
 
 logger = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def events_ingest(
                         )
                     )
             return IngestResult(accepted=len(messages), stored=len(new_events))
-        except (OperationalError, IntegrityError) as exc:
+        except (OperationalError, IntegrityError, ConcurrentChange) as exc:
             if not _is_transient(exc):
                 raise
             logger.warning("ingest batch rolled back by %s (attempt %d)", exc, attempt)
@@ -92,10 +92,13 @@ def events_ingest(
 
 
 def _is_transient(exc: Exception) -> bool:
-    # deadlock_detected, serialization_failure, and unique_violation: a concurrent batch
-    # created the same customer or identity first; on retry this batch finds it.
+    if isinstance(exc, ConcurrentChange):
+        return True
+    # deadlock_detected, serialization_failure; unique_violation: a concurrent batch created
+    # the same customer or identity first; foreign_key_violation: a row this batch linked
+    # to was merged away before commit. On retry this batch resolves the ids afresh.
     code = getattr(exc.__cause__, "sqlstate", None)
-    return code in {"40P01", "40001", "23505"}
+    return code in {"40P01", "40001", "23505", "23503"}
 
 
 def _ingest(

@@ -855,3 +855,30 @@ def test_a_batch_that_keeps_colliding_gets_a_503_to_retry(
         "1",
         {"success": False, "error": "the batch collided with concurrent work 3 times"},
     )
+
+
+DEEP = b'{"userId":"u","event":"E","properties":{"n":' + b"[" * 1000 + b"]" * 1000 + b"}}"
+
+
+def test_json_nested_too_deeply_is_a_400_not_a_crash(post: Post) -> None:
+    response = post("/v1/track", DEEP)
+
+    assert (response.status_code, response.json()) == (
+        400,
+        {
+            "success": False,
+            "errors": [
+                {"index": None, "reason": "body is not a JSON object: JSON is nested too deeply"}
+            ],
+        },
+    )
+    assert_nothing_stored()
+
+
+def test_json_nested_too_deeply_without_a_key_is_refused_unread(client: Client) -> None:
+    body = b'{"batch":[' + DEEP + b"]}"
+
+    response = client.post("/v1/batch", body, content_type="application/json")
+
+    assert (response.status_code, response.json()) == (401, UNAUTHORIZED)
+    assert_nothing_stored()

@@ -683,3 +683,26 @@ def test_a_batch_that_keeps_deadlocking_gives_up_as_busy_and_stores_nothing(
         ingest_batch(source.pk, [{"type": "track", "userId": "u1", "event": "A"}])
 
     assert (len(calls), Event.objects.count()) == (3, 0)
+
+
+def test_a_batch_whose_customer_changed_under_it_is_resolved_again_and_stored(
+    source: Source, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from customers.ingest import service
+    from customers.services import ConcurrentChange
+
+    calls: list[int] = []
+    real = service._ingest
+
+    def changed_once(*args: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConcurrentChange("a user id changed owner while it was being resolved")
+        return real(*args)
+
+    monkeypatch.setattr(service, "_ingest", changed_once)
+    monkeypatch.setattr(service.time, "sleep", lambda seconds: None)
+
+    result = ingest_batch(source.pk, [{"type": "track", "userId": "u1", "event": "A"}])
+
+    assert (result, len(calls), Event.objects.count()) == (IngestResult(1, 1), 2, 1)
