@@ -80,11 +80,12 @@ class _Envelope(msgspec.Struct, rename="camel"):
     batch: list[msgspec.Raw]
     context: dict[str, Any] | None = None
     sent_at: dt.datetime | None = None
-    write_key: str | None = None
+    write_key: object = None
 
 
 class _KeyOnly(msgspec.Struct, rename="camel"):
-    write_key: str | None = None
+    # Any type: a malformed writeKey must not fail a request the header authenticates.
+    write_key: object = None
 
 
 _item_decoder: Final = msgspec.json.Decoder(_Raw)
@@ -116,7 +117,7 @@ def parse_single(
             f"message is {len(body)} bytes; the limit is {limits.max_message_bytes} bytes"
         )
     try:
-        write_key = _decode(_key_decoder, body).write_key
+        write_key = _key(_decode(_key_decoder, body).write_key)
     except _DECODE_ERRORS as exc:
         reason = str(exc) if isinstance(exc, msgspec.DecodeError) else _decode_reason(exc)
         raise ParseError(f"body is not a JSON object: {reason}") from exc
@@ -163,7 +164,7 @@ def parse_batch(body: bytes, received_at: dt.datetime, limits: Limits) -> Parsed
         envelope.sent_at,
         received_at,
         limits,
-        envelope.write_key,
+        _key(envelope.write_key),
     )
 
 
@@ -189,7 +190,7 @@ def _collect(
         if budget < 0:
             raise ParseError(
                 f"the batch expands to more than {limits.max_batch_bytes * _EXPANSION} bytes "
-                "once its batch-level context is copied into each message"
+                "once normalised (a batch-level context is copied into each message)"
             )
         messages.append(message)
     errors.sort(key=lambda error: error.index)
@@ -231,10 +232,14 @@ def _decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
         return decoder.decode(_LONE_SURROGATE.sub(rb"\1\\ufffd", body))
 
 
+def _key(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def write_key_peek(body: bytes) -> str | None:
     """Only the body's ``writeKey``, so a request can be authenticated before it is parsed."""
     try:
-        key: str | None = _decode(_key_decoder, body).write_key
+        key = _key(_decode(_key_decoder, body).write_key)
     except _DECODE_ERRORS:
         return None
     return key

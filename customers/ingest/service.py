@@ -118,7 +118,7 @@ def _ingest(
     seen = resolve(messages)
     owners = [owner_of(message, seen) for message in messages]
     accounts = _accounts_ensure(messages)
-    account_ids = _accounts_at_time(messages, owners, seen, accounts)
+    account_ids = _accounts_at_time(messages, owners, accounts)
     inserted = _events_insert(source_id, messages, owners, account_ids, received_at)
     fresh = [message for message in messages if message.message_id in inserted]
     if fresh:
@@ -144,7 +144,6 @@ def _accounts_ensure(messages: Sequence[Message]) -> dict[str, int]:
 def _accounts_at_time(
     messages: Sequence[Message],
     owners: list[Seen],
-    seen: dict[tuple[str, str], Seen],
     accounts: dict[str, int],
 ) -> list[int | None]:
     """The account each event belongs to: the owner's, or the group joined earlier in the batch."""
@@ -172,12 +171,12 @@ ON CONFLICT (source_id, message_id) DO NOTHING
 RETURNING id, message_id, customer_id, occurred_at
 """
 
-# The insert, and first_seen/last_seen widening, in one round trip. This is also where a
-# batch takes its only row-lock wait: one ordered FOR NO KEY UPDATE over the customers it
-# will write — those whose seen span the new events widen (last_seen is kept to the
-# minute, so a busy customer is not rewritten per batch) and the owners of identify/group
-# calls, written next by _profiles_apply. Every batch acquiring its write locks at once,
-# in id order, is what keeps concurrent batches from deadlocking each other.
+# The insert, and first_seen/last_seen widening, in one round trip. Here a batch takes its
+# customer write locks, all at once and in id order: FOR NO KEY UPDATE over the customers
+# whose seen span the new events widen (last_seen is kept to the minute, so a busy customer
+# is not rewritten per batch) and the owners of identify/group calls, written next by
+# _profiles_apply. Taking them together and in order keeps batches from deadlocking each
+# other. (Merges lock their own two customers earlier, during resolution.)
 # Composed of constants only.
 _INSERT_AND_TOUCH_SQL = f"""
 WITH inserted AS ({_INSERT_SQL}),
@@ -204,6 +203,9 @@ touched AS (
         last_seen = GREATEST(COALESCE(c.last_seen, span.high), span.high)
     FROM span JOIN locked ON locked.id = span.customer_id
     WHERE c.id = span.customer_id
+      -- profile owners are locked too; rewrite only rows whose span actually widens
+      AND (c.first_seen IS NULL OR c.last_seen IS NULL
+           OR c.first_seen > span.low OR c.last_seen < span.high)
 )
 SELECT id, message_id FROM inserted
 """  # noqa: S608

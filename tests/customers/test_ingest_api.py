@@ -882,3 +882,12 @@ def test_json_nested_too_deeply_without_a_key_is_refused_unread(client: Client) 
 
     assert (response.status_code, response.json()) == (401, UNAUTHORIZED)
     assert_nothing_stored()
+
+
+def test_a_malformed_body_write_key_does_not_spoil_a_header_authenticated_call(
+    post: Post,
+) -> None:
+    response = post("/v1/track", {**TRACK, "writeKey": 42})
+
+    assert (response.status_code, response.json()) == (200, {"success": True})
+    assert Event.objects.count() == 1

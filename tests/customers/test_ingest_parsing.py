@@ -729,8 +729,8 @@ def test_a_batch_that_would_expand_past_four_times_its_limit_is_refused_whole() 
         batch(payload, limits)
 
     assert str(caught.value) == (
-        "the batch expands to more than 80000 bytes once its batch-level context is copied "
-        "into each message"
+        "the batch expands to more than 80000 bytes once normalised (a batch-level context is "
+        "copied into each message)"
     )
 
 
