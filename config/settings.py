@@ -189,6 +189,19 @@ INGEST_MAX_BATCH_BYTES: int = env.int("INGEST_MAX_BATCH_BYTES", default=500 * 10
 INGEST_FUTURE_TOLERANCE_SECONDS: int = env.int("INGEST_FUTURE_TOLERANCE_SECONDS", default=300)
 # Write-key lookups are cached per process; a deactivated key stops working within this.
 INGEST_KEY_CACHE_SECONDS: int = env.int("INGEST_KEY_CACHE_SECONDS", default=10)
+
+# --- Milestones -----------------------------------------------------------------------------
+# How long a process trusts its index of active milestone versions.
+MILESTONES_REGISTRY_SECONDS: int = env.int("MILESTONES_REGISTRY_SECONDS", default=5)
+# (version, subject) pairs one evaluation transaction claims.
+MILESTONES_EVALUATE_BATCH: int = env.int("MILESTONES_EVALUATE_BATCH", default=500)
+# A deadline is swept this long after it passes, so events already on their way count.
+MILESTONES_SWEEP_GRACE_SECONDS: int = env.int("MILESTONES_SWEEP_GRACE_SECONDS", default=60)
+MILESTONES_SWEEP_BATCH: int = env.int("MILESTONES_SWEEP_BATCH", default=20_000)
+# Pending evaluations older than this are re-enqueued by the reconciler.
+MILESTONES_RECONCILE_AFTER_SECONDS: int = env.int("MILESTONES_RECONCILE_AFTER_SECONDS", default=30)
+MILESTONES_TRIAL_PLANS: list[str] = env.list("MILESTONES_TRIAL_PLANS", default=["trial"])
+MILESTONES_DEFAULT_STAGE: str = env.str("MILESTONES_DEFAULT_STAGE", default="new")
 # Django's own request body cap must admit a full batch.
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(INGEST_MAX_BATCH_BYTES + 1024, 2_621_440)
 
@@ -214,7 +227,11 @@ CELERY_TASK_ALWAYS_EAGER: bool = env.bool("CELERY_TASK_ALWAYS_EAGER", default=Fa
 CELERY_WORKER_PREFETCH_MULTIPLIER: int = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER", default=1)
 # Periodic work is declared by each app's issue (missed-deadline sweep, due-step tick, ...);
 # django-celery-beat's DatabaseScheduler stores it and makes it editable in the admin.
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "milestones-sweep": {"task": "milestones.deadlines_sweep", "schedule": 30.0},
+    "milestones-start": {"task": "milestones.progress_start", "schedule": 60.0},
+    "milestones-reconcile": {"task": "milestones.reconcile", "schedule": 60.0},
+}
 
 # --- Logging --------------------------------------------------------------------------------
 LOG_LEVEL: str = env.str("LOG_LEVEL", default="INFO")

@@ -4,10 +4,15 @@
 ``AppConfig.ready``. Both are sent after the transaction that made the change commits,
 so a receiver only ever sees durable data and may enqueue Celery work directly.
 
+``events_stored(sender, source_id, events)``
+    Sent *inside* the ingest transaction, right after the batch's new events are written,
+    with the same ``events`` as below. A receiver may only write rows that belong with the
+    events (durable follow-up work, such as the milestone evaluator's pending rows); it must
+    not enqueue tasks or do I/O, and an exception rolls the batch back.
+
 ``events_ingested(sender, source_id, events)``
     ``events`` is a list of ``IngestedEvent`` — only events that were new (replays are
-    excluded). This is the hand-off to milestone evaluation; until the milestones issue
-    lands there is no receiver and sending it costs nothing.
+    excluded). Receivers wake the workers that process what ``events_stored`` recorded.
 
 ``customers_merged(sender, source_customer_id, target_customer_id)``
     An anonymous or aliased customer was folded into another; its events, identities and
@@ -21,6 +26,7 @@ import datetime as dt
 
 from django.dispatch import Signal
 
+events_stored = Signal()
 events_ingested = Signal()
 customers_merged = Signal()
 

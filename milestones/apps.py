@@ -2,6 +2,12 @@ from django.apps import AppConfig
 
 
 class MilestonesConfig(AppConfig):
-    # Filled by its own issue (see DESIGN.md §3); registered now so migrations and
-    # queue routing have a stable home.
     name = "milestones"
+
+    def ready(self) -> None:
+        from customers import signals
+        from milestones import receivers
+
+        signals.events_stored.connect(receivers.on_events_stored, dispatch_uid="milestones")
+        signals.events_ingested.connect(receivers.on_events_ingested, dispatch_uid="milestones")
+        signals.customers_merged.connect(receivers.on_customers_merged, dispatch_uid="milestones")

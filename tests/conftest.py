@@ -12,6 +12,7 @@ from django.test import Client
 
 from customers.selectors import source_cache_clear
 from customers.services import CreatedKey, source_create
+from milestones.registry import registry_clear
 
 
 @pytest.fixture
@@ -47,8 +48,10 @@ def _plain_http(settings: Any) -> None:
 def _fresh_key_cache() -> Iterator[None]:
     # Write-key hits are cached per process; tests must not see each other's keys.
     source_cache_clear()
+    registry_clear()
     yield
     source_cache_clear()
+    registry_clear()
 
 
 @pytest.fixture(autouse=True)

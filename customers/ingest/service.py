@@ -35,7 +35,7 @@ from customers.models import (
     Source,
 )
 from customers.services import ConcurrentChange, customer_alias, profile_fields_apply
-from customers.signals import IngestedEvent, events_ingested
+from customers.signals import IngestedEvent, events_ingested, events_stored
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,9 @@ def events_ingest(
             with transaction.atomic():
                 new_events = _ingest(source_id, messages, received_at)
                 if new_events:
+                    # In the transaction: receivers record durable follow-up work with the
+                    # events (the milestone evaluator's pending rows).
+                    events_stored.send(sender=Source, source_id=source_id, events=new_events)
                     transaction.on_commit(
                         partial(
                             events_ingested.send,

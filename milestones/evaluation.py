@@ -1,0 +1,626 @@
+"""Evaluation: from new facts to committed progress and outcomes, in micro-batches.
+
+The flow (DESIGN.md §2.1, §2.4):
+
+1. ``pending_record`` runs *inside* the ingest transaction (through the ``events_stored``
+   hook) and writes one ``PendingEvaluation`` row per (version, subject) the new events can
+   affect: the wake-up is as durable as the events.
+2. After commit, one ``evaluate`` task per ingested batch runs ``pending_evaluate``, which
+   claims a bounded batch of pending rows with ``SKIP LOCKED``, deletes them, and evaluates
+   every claimed pair from scratch, all in one transaction.
+3. ``pairs_evaluate`` locks the pairs' progress rows in (version, subject) order, then reads
+   the events — so a second worker on the same pair waits, and then sees everything the
+   first saw and more. Evaluating from history makes it order-independent and idempotent;
+   outcomes are unique rows, recorded only on a state change seen under the row lock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import random
+import time
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from functools import partial
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db.models import Func, Min
+from django.utils import timezone
+
+from customers.models import Account, Customer, Event
+from customers.signals import IngestedEvent
+from milestones.conditions import EventFact, Facts, Result, evaluate
+from milestones.eligibility import SubjectProfile, ineligibility
+from milestones.models import (
+    Anchor,
+    MilestoneOutcome,
+    OutcomeKind,
+    PendingEvaluation,
+    Progress,
+    ProgressState,
+    Unit,
+)
+from milestones.registry import CompiledVersion, Registry, registry
+from milestones.signals import OutcomeRecord, outcomes_recorded
+from milestones.stages import stages_refresh
+
+logger = logging.getLogger(__name__)
+
+_ATTEMPTS = 4
+_UTC = ZoneInfo("UTC")
+_PROGRESS_FIELDS = (
+    "state",
+    "anchor_at",
+    "deadline_at",
+    "achieved_at",
+    "missed_at",
+    "is_late",
+    "done",
+    "total",
+    "label",
+    "detail",
+    "ineligible_reason",
+    "evaluated_at",
+    "updated_at",
+)
+
+Pair = tuple[int, int]  # (version id, subject id)
+
+
+@dataclasses.dataclass(slots=True)
+class Summary:
+    pairs: int = 0
+    evaluated: int = 0
+    achieved: int = 0
+    missed: int = 0
+    ineligible: int = 0
+
+    def add(self, other: Summary) -> None:
+        for field in dataclasses.fields(self):
+            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
+
+
+class CurrentXactId(Func):
+    """The id of the running transaction (PostgreSQL), as a bigint."""
+
+    template = "(pg_current_xact_id()::text::bigint)"
+    arity = 0
+
+
+def xact_id() -> Func | None:
+    return CurrentXactId() if connection.vendor == "postgresql" else None
+
+
+# --- 1. Recording what may have changed ---------------------------------------------------
+
+
+def pending_record(events: Sequence[IngestedEvent]) -> int:
+    """In the caller's transaction: a pending row per (version, subject) ``events`` can
+    affect. Costs no query when no active milestone reads these events."""
+    pairs = affected_pairs(registry(), events)
+    pending_add(pairs)
+    return len(pairs)
+
+
+def affected_pairs(found: Registry, events: Iterable[IngestedEvent]) -> set[Pair]:
+    pairs: set[Pair] = set()
+    if not found.versions:
+        return pairs
+    for event in events:
+        for version in found.affected(event.name, event.type):
+            subject = event.account_id if version.is_account else event.customer_id
+            if subject is not None:
+                pairs.add((version.id, subject))
+    return pairs
+
+
+def pending_add(pairs: Collection[Pair]) -> None:
+    if not pairs:
+        return
+    now = timezone.now()
+    PendingEvaluation.objects.bulk_create(
+        [PendingEvaluation(version_id=v, subject_id=s, created_at=now) for v, s in sorted(pairs)],
+        batch_size=5000,
+    )
+
+
+# --- 2. Claiming pending work -------------------------------------------------------------
+
+
+def pending_evaluate(*, limit: int | None = None) -> Summary:
+    """Claim up to ``limit`` pending pairs and evaluate them in one transaction.
+
+    Retries deadlocks and serialization failures; returns an empty summary when nothing is
+    pending (or everything pending is claimed by other workers)."""
+    size = limit or settings.MILESTONES_EVALUATE_BATCH
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            with transaction.atomic():
+                pairs = _claim(size)
+                summary = pairs_evaluate(pairs) if pairs else Summary()
+                return summary
+        except (OperationalError, IntegrityError) as exc:
+            code = getattr(exc.__cause__, "sqlstate", None)
+            if code not in {"40P01", "40001"} or attempt == _ATTEMPTS:
+                raise
+            logger.warning("evaluation rolled back by %s (attempt %d)", code, attempt)
+            time.sleep(random.uniform(0.01, 0.05) * attempt)  # noqa: S311
+    raise AssertionError("unreachable")
+
+
+def _claim(limit: int) -> set[Pair]:
+    table = PendingEvaluation._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} ORDER BY id"  # noqa: S608
+                " LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING version_id, subject_id",
+                [limit],
+            )
+        else:  # SQLite has one writer at a time: nothing to skip.
+            cursor.execute(
+                f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} ORDER BY id"  # noqa: S608
+                " LIMIT %s) RETURNING version_id, subject_id",
+                [limit],
+            )
+        return {(int(v), int(s)) for v, s in cursor.fetchall()}
+
+
+def pending_oldest_age(now: dt.datetime | None = None) -> dt.timedelta | None:
+    oldest = PendingEvaluation.objects.order_by("id").values_list("created_at", flat=True).first()
+    return None if oldest is None else (now or timezone.now()) - oldest
+
+
+# --- 3. Evaluating pairs ------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Subject:
+    zone: ZoneInfo
+    created_at: dt.datetime
+    traits: Mapping[str, object]
+    profile: SubjectProfile
+
+
+def pairs_evaluate(pairs: Iterable[Pair], *, now: dt.datetime | None = None) -> Summary:
+    """Evaluate ``pairs`` from history and record changes. Must run inside a transaction.
+
+    Pairs of versions that are no longer active, or of subjects that no longer exist (merged
+    away), are dropped."""
+    now = now or timezone.now()
+    found = registry()
+    wanted: dict[int, set[int]] = defaultdict(set)
+    for version_id, subject_id in pairs:
+        if version_id in found.versions:
+            wanted[version_id].add(subject_id)
+    if not wanted:
+        return Summary()
+    run = _Run(found, now)
+    return run.evaluate(wanted)
+
+
+class _Run:
+    """One evaluation transaction's working set."""
+
+    def __init__(self, found: Registry, now: dt.datetime) -> None:
+        self.registry = found
+        self.now = now
+        self.grace = dt.timedelta(seconds=settings.MILESTONES_SWEEP_GRACE_SECONDS)
+        self.trial_plans = frozenset(settings.MILESTONES_TRIAL_PLANS)
+        self.outcomes: list[tuple[MilestoneOutcome, CompiledVersion]] = []
+        self.summary = Summary()
+
+    def evaluate(self, wanted: Mapping[int, set[int]]) -> Summary:
+        versions = [self.registry.versions[v] for v in sorted(wanted)]
+        subjects = self._subjects(versions, wanted)
+        rows = self._lock(versions, wanted, subjects)
+        anchors = self._anchors(versions, wanted, subjects)
+        rows.update(self._start(versions, wanted, rows, anchors))
+        open_rows = {pair: row for pair, row in rows.items() if row.state != ProgressState.ACHIEVED}
+        self.summary.pairs = sum(len(ids) for ids in wanted.values())
+        if open_rows:
+            self._evaluate_rows(versions, open_rows, subjects, anchors)
+        self._finish()
+        return self.summary
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def _subjects(
+        self, versions: Sequence[CompiledVersion], wanted: Mapping[int, set[int]]
+    ) -> dict[tuple[str, int], _Subject]:
+        ids: dict[str, set[int]] = defaultdict(set)
+        for version in versions:
+            ids[version.unit] |= wanted[version.id]
+        subjects: dict[tuple[str, int], _Subject] = {}
+        if ids[Unit.CUSTOMER]:
+            for customer in Customer.objects.filter(pk__in=ids[Unit.CUSTOMER]).only(
+                "pk", "time_zone", "created_at", "traits", "plan", "region", "status",
+                "lifecycle_stage", "email", "phone", "locale",
+            ):  # fmt: skip
+                subjects[(Unit.CUSTOMER, customer.pk)] = _customer_subject(customer)
+        if ids[Unit.ACCOUNT]:
+            for account in Account.objects.filter(pk__in=ids[Unit.ACCOUNT]):
+                subjects[(Unit.ACCOUNT, account.pk)] = _account_subject(account)
+        return subjects
+
+    def _lock(
+        self,
+        versions: Sequence[CompiledVersion],
+        wanted: Mapping[int, set[int]],
+        subjects: Mapping[tuple[str, int], _Subject],
+    ) -> dict[Pair, Progress]:
+        rows: dict[Pair, Progress] = {}
+        for version in versions:
+            ids = sorted(s for s in wanted[version.id] if (version.unit, s) in subjects)
+            if ids:
+                rows.update(_lock_rows(version.id, ids))
+        return rows
+
+    def _anchors(
+        self,
+        versions: Sequence[CompiledVersion],
+        wanted: Mapping[int, set[int]],
+        subjects: Mapping[tuple[str, int], _Subject],
+    ) -> dict[Pair, dt.datetime]:
+        anchors: dict[Pair, dt.datetime] = {}
+        for version in versions:
+            ids = [s for s in wanted[version.id] if (version.unit, s) in subjects]
+            if version.anchor == Anchor.SIGNUP:
+                for s in ids:
+                    anchors[(version.id, s)] = subjects[(version.unit, s)].created_at
+            elif version.anchor == Anchor.EVENT:
+                firsts = _first_events(version, ids)
+                anchors.update(((version.id, s), at) for s, at in firsts.items())
+            else:
+                other = self.registry.by_key.get(version.anchor_milestone)
+                if other is not None:
+                    found = _achievements([other.id], ids)
+                    anchors.update(((version.id, s), at) for (_, s), at in found.items())
+        return anchors
+
+    def _start(
+        self,
+        versions: Sequence[CompiledVersion],
+        wanted: Mapping[int, set[int]],
+        rows: Mapping[Pair, Progress],
+        anchors: Mapping[Pair, dt.datetime],
+    ) -> dict[Pair, Progress]:
+        """Create the progress rows of pairs whose clock has started, then lock them."""
+        new = [
+            Progress(
+                version_id=version.id,
+                definition_id=version.definition_id,
+                unit=version.unit,
+                subject_id=s,
+                anchor_at=anchors[(version.id, s)],
+                deadline_at=_deadline(version, anchors[(version.id, s)]),
+                created_at=self.now,
+                updated_at=self.now,
+            )
+            for version in versions
+            for s in sorted(wanted[version.id])
+            if (version.id, s) in anchors and (version.id, s) not in rows
+        ]
+        if not new:
+            return {}
+        Progress.objects.bulk_create(new, ignore_conflicts=True)
+        created: dict[int, list[int]] = defaultdict(list)
+        for row in new:
+            created[row.version_id].append(row.subject_id)
+        locked: dict[Pair, Progress] = {}
+        for version_id in sorted(created):
+            locked.update(_lock_rows(version_id, created[version_id]))
+        return locked
+
+    # -- evaluating ------------------------------------------------------------------------
+
+    def _evaluate_rows(
+        self,
+        versions: Sequence[CompiledVersion],
+        rows: Mapping[Pair, Progress],
+        subjects: Mapping[tuple[str, int], _Subject],
+        anchors: Mapping[Pair, dt.datetime],
+    ) -> None:
+        by_unit: dict[str, list[CompiledVersion]] = defaultdict(list)
+        for version in versions:
+            by_unit[version.unit].append(version)
+        changed: list[Progress] = []
+        stage_customers: set[int] = set()
+        for unit, unit_versions in by_unit.items():
+            pairs = [pair for pair in rows if self.registry.versions[pair[0]].unit == unit]
+            if not pairs:
+                continue
+            events = _events(unit, unit_versions, pairs, rows)
+            milestones_of = self._milestones(unit_versions, sorted({s for _, s in pairs}))
+            for pair in sorted(pairs):
+                version = self.registry.versions[pair[0]]
+                row = rows[pair]
+                subject = subjects[(unit, pair[1])]
+                milestones = milestones_of.get(pair[1], {})
+                before = row.state
+                if self._apply(version, row, subject, anchors.get(pair), events, milestones):
+                    changed.append(row)
+                    if unit == Unit.CUSTOMER and row.state != before:
+                        stage_customers.add(pair[1])
+        if changed:
+            Progress.objects.bulk_update(changed, _PROGRESS_FIELDS, batch_size=500)
+        if stage_customers:
+            active = {v.id: v.key for v in self.registry.versions.values()}
+            stages_refresh(stage_customers, active_versions=active, cause="milestone evaluation")
+
+    def _milestones(
+        self, versions: Sequence[CompiledVersion], subject_ids: Sequence[int]
+    ) -> dict[int, dict[str, dt.datetime]]:
+        """When each subject achieved the milestones these versions' conditions wait for."""
+        keys = set().union(*(v.milestone_keys for v in versions))
+        others = [self.registry.by_key[k].id for k in sorted(keys) if k in self.registry.by_key]
+        found: dict[int, dict[str, dt.datetime]] = defaultdict(dict)
+        for (version_id, subject_id), at in _achievements(others, subject_ids).items():
+            found[subject_id][self.registry.versions[version_id].key] = at
+        return found
+
+    def _apply(
+        self,
+        version: CompiledVersion,
+        row: Progress,
+        subject: _Subject,
+        anchor: dt.datetime | None,
+        events: Mapping[int, list[EventFact]],
+        milestones: Mapping[str, dt.datetime],
+    ) -> bool:
+        """Bring ``row`` up to date; returns whether anything changed."""
+        self.summary.evaluated += 1
+        original = {name: getattr(row, name) for name in _PROGRESS_FIELDS}
+        if row.state != ProgressState.MISSED and anchor is not None:
+            row.anchor_at, row.deadline_at = anchor, _deadline(version, anchor)
+        reason = ineligibility(
+            version.eligibility,
+            subject.profile,
+            anchor_at=row.anchor_at,
+            trial_plans=self.trial_plans,
+        )
+        if reason is not None and row.state != ProgressState.MISSED:
+            row.state, row.ineligible_reason = ProgressState.INELIGIBLE, reason
+            self.summary.ineligible += 1
+        else:
+            self._judge(version, row, subject, events.get(row.subject_id, ()), milestones)
+        if all(getattr(row, name) == original[name] for name in _PROGRESS_FIELDS):
+            return False
+        row.evaluated_at = row.updated_at = self.now
+        return True
+
+    def _judge(
+        self,
+        version: CompiledVersion,
+        row: Progress,
+        subject: _Subject,
+        events: Sequence[EventFact],
+        milestones: Mapping[str, dt.datetime],
+    ) -> None:
+        was_missed = row.state == ProgressState.MISSED
+        end = self.now
+        if not was_missed and row.deadline_at is not None:
+            end = min(end, row.deadline_at)
+        start = min(row.anchor_at, end)
+        facts = Facts(
+            events=events,
+            zone=subject.zone,
+            start=start,
+            end=end,
+            traits=subject.traits,
+            milestones=milestones,
+        )
+        result = evaluate(version.condition, facts)
+        row.done, row.total = result.progress.done, result.progress.total
+        row.label = result.progress.label[:300]
+        row.detail = _detail(result)
+        row.ineligible_reason = ""
+        if result.achieved_at is not None:
+            row.state, row.achieved_at, row.is_late = (
+                ProgressState.ACHIEVED,
+                result.achieved_at,
+                was_missed,
+            )
+            self._outcome(version, row, OutcomeKind.ACHIEVED, result.achieved_at)
+        elif was_missed:
+            pass
+        elif row.deadline_at is not None and self.now >= row.deadline_at + self.grace:
+            row.state, row.missed_at = ProgressState.MISSED, row.deadline_at
+            self._outcome(version, row, OutcomeKind.MISSED, row.deadline_at)
+        else:
+            row.state = ProgressState.IN_PROGRESS
+
+    def _outcome(
+        self, version: CompiledVersion, row: Progress, kind: str, occurred_at: dt.datetime
+    ) -> None:
+        outcome = MilestoneOutcome(
+            version_id=version.id,
+            definition_id=version.definition_id,
+            unit=version.unit,
+            subject_id=row.subject_id,
+            kind=kind,
+            is_late=row.is_late,
+            occurred_at=occurred_at,
+            recorded_at=self.now,
+            xact_id=xact_id(),
+        )
+        self.outcomes.append((outcome, version))
+        if kind == OutcomeKind.ACHIEVED:
+            self.summary.achieved += 1
+        else:
+            self.summary.missed += 1
+
+    # -- recording -------------------------------------------------------------------------
+
+    def _finish(self) -> None:
+        if not self.outcomes:
+            return
+        MilestoneOutcome.objects.bulk_create([outcome for outcome, _ in self.outcomes])
+        records = [outcome_record(outcome, version.key) for outcome, version in self.outcomes]
+        dependents: set[Pair] = set()
+        for outcome, version in self.outcomes:
+            if outcome.kind == OutcomeKind.ACHIEVED:
+                for other in self.registry.dependents.get(version.key, ()):
+                    dependents.add((other.id, outcome.subject_id))
+        pending_add(dependents)
+        outcomes_publish(records)
+
+
+def outcome_record(outcome: MilestoneOutcome, key: str) -> OutcomeRecord:
+    return OutcomeRecord(
+        id=outcome.pk,
+        definition_id=outcome.definition_id,
+        version_id=outcome.version_id,
+        key=key,
+        unit=outcome.unit,
+        subject_id=outcome.subject_id,
+        kind=outcome.kind,
+        is_late=outcome.is_late,
+        occurred_at=outcome.occurred_at,
+    )
+
+
+def outcomes_publish(records: list[OutcomeRecord]) -> None:
+    """Hand outcomes on after commit: the one hook other apps (journeys) listen to."""
+    if records:
+        transaction.on_commit(
+            partial(outcomes_recorded.send, sender=MilestoneOutcome, outcomes=records)
+        )
+
+
+# --- Loading helpers ----------------------------------------------------------------------
+
+
+def _lock_rows(version_id: int, subject_ids: Sequence[int]) -> dict[Pair, Progress]:
+    locked = (
+        Progress.objects.select_for_update()
+        .filter(version_id=version_id, subject_id__in=sorted(subject_ids))
+        .order_by("subject_id")
+    )
+    return {(row.version_id, row.subject_id): row for row in locked}
+
+
+def _customer_subject(customer: Customer) -> _Subject:
+    traits: dict[str, object] = {
+        "plan": customer.plan,
+        "region": customer.region,
+        "status": customer.status,
+        "lifecycle_stage": customer.lifecycle_stage,
+        "email": customer.email,
+        "phone": customer.phone,
+        "locale": customer.locale,
+    }
+    traits.update(customer.traits or {})
+    profile = SubjectProfile(
+        plan=customer.plan,
+        region=customer.region,
+        status=customer.status,
+        created_at=customer.created_at,
+        lifecycle_stage=customer.lifecycle_stage,
+    )
+    return _Subject(customer.zone, customer.created_at, traits, profile)
+
+
+def _account_subject(account: Account) -> _Subject:
+    traits: dict[str, object] = {
+        "plan": account.plan,
+        "region": account.region,
+        "status": account.status,
+        "name": account.name,
+    }
+    traits.update(account.traits or {})
+    profile = SubjectProfile(
+        plan=account.plan,
+        region=account.region,
+        status=account.status,
+        created_at=account.created_at,
+    )
+    return _Subject(_UTC, account.created_at, traits, profile)
+
+
+def _subject_column(unit: str) -> str:
+    return "account_id" if unit == Unit.ACCOUNT else "customer_id"
+
+
+def _first_events(version: CompiledVersion, subject_ids: Sequence[int]) -> dict[int, dt.datetime]:
+    column = _subject_column(version.unit)
+    rows = (
+        Event.objects.filter(**{f"{column}__in": subject_ids}, name=version.anchor_event)
+        .values(column)
+        .annotate(first=Min("occurred_at"))
+        .values_list(column, "first")
+    )
+    return {int(s): first for s, first in rows}
+
+
+def _achievements(version_ids: Sequence[int], subject_ids: Sequence[int]) -> dict[Pair, Any]:
+    if not version_ids or not subject_ids:
+        return {}
+    rows = Progress.objects.filter(
+        version_id__in=version_ids, subject_id__in=subject_ids, achieved_at__isnull=False
+    ).values_list("version_id", "subject_id", "achieved_at")
+    return {(v, s): at for v, s, at in rows}
+
+
+def _events(
+    unit: str,
+    versions: Sequence[CompiledVersion],
+    pairs: Sequence[Pair],
+    rows: Mapping[Pair, Progress],
+) -> dict[int, list[EventFact]]:
+    """The events of ``pairs``' subjects that the versions read, since the earliest anchor."""
+    names = sorted(set().union(*(v.event_names for v in versions)))
+    if not names:
+        return {}
+    subject_ids = sorted({s for _, s in pairs})
+    since = min(rows[pair].anchor_at for pair in pairs)
+    column = _subject_column(unit)
+    found: dict[int, list[EventFact]] = defaultdict(list)
+    query = Event.objects.filter(
+        **{f"{column}__in": subject_ids}, name__in=names, occurred_at__gte=since
+    ).values_list(column, "customer_id", "name", "occurred_at", "properties")
+    for subject, customer_id, name, occurred_at, properties in query.iterator(chunk_size=5000):
+        found[subject].append(
+            EventFact(
+                name=name,
+                occurred_at=occurred_at,
+                customer_id=customer_id,
+                properties=properties or {},
+            )
+        )
+    return found
+
+
+def _deadline(version: CompiledVersion, anchor: dt.datetime) -> dt.datetime | None:
+    return None if version.window is None else anchor + version.window
+
+
+def _detail(result: Result) -> dict[str, object]:
+    detail: dict[str, object] = {
+        "label": result.progress.label,
+        "done": result.progress.done,
+        "total": result.progress.total,
+        "achieved_at": result.achieved_at.isoformat() if result.achieved_at else None,
+    }
+    if result.children:
+        detail["children"] = [_detail(child) for child in result.children]
+    return detail
+
+
+def customer_merged(*, source_id: int, target_id: int) -> int:
+    """After a merge the target owns the source's events: re-evaluate the target on every
+    active customer milestone, and drop the source's open progress (its outcomes stay)."""
+    with transaction.atomic():
+        Progress.objects.filter(
+            unit=Unit.CUSTOMER,
+            subject_id=source_id,
+            state__in=[ProgressState.IN_PROGRESS, ProgressState.INELIGIBLE],
+        ).delete()
+        pairs = {(v.id, target_id) for v in registry().versions.values() if not v.is_account}
+        pending_add(pairs)
+    return len(pairs)

@@ -1,0 +1,131 @@
+"""Lifecycle stages: rules that map a customer's milestone states to one stage.
+
+``stage_for`` is pure. ``stages_refresh`` is the service the evaluator and the sweep call, in
+their transaction, for the customers whose milestone states just changed: it moves each
+customer's stage, writes the history row, and publishes ``stage_changed`` on commit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection, Mapping, Sequence
+from functools import partial
+from typing import Final
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from customers.models import Customer
+from milestones.conditions import ConditionError
+from milestones.models import LifecycleStage, Progress, StageChange, Unit
+from milestones.signals import StageChangeRecord, stage_changed
+
+#: States a stage rule can ask for; ``not_started`` has no progress row, ``not_achieved`` is
+#: anything but achieved (including not started).
+RULE_STATES: Final = frozenset(
+    {"achieved", "missed", "in_progress", "ineligible", "not_started", "not_achieved"}
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StageRule:
+    stage: str
+    requirements: tuple[tuple[str, str], ...]  # (milestone key, state)
+
+
+def parse_stage_rules(rules: object) -> tuple[tuple[str, str], ...]:
+    """Validate a stage's ``rules`` JSON; raises ``ConditionError`` naming the bad item."""
+    if not isinstance(rules, list) or not rules:
+        raise ConditionError("$", "must be a non-empty list of {milestone, state} objects")
+    parsed = []
+    for index, item in enumerate(rules):
+        path = f"$[{index}]"
+        if not isinstance(item, dict) or set(item) != {"milestone", "state"}:
+            raise ConditionError(path, 'must be an object with "milestone" and "state"')
+        key, state = item["milestone"], item["state"]
+        if not isinstance(key, str) or not key:
+            raise ConditionError(f"{path}.milestone", "must be a milestone key")
+        if state not in RULE_STATES:
+            raise ConditionError(
+                f"{path}.state", f"must be one of {', '.join(sorted(RULE_STATES))}"
+            )
+        parsed.append((key, str(state)))
+    return tuple(parsed)
+
+
+def stage_for(states: Mapping[str, str], rules: Sequence[StageRule], default: str) -> str:
+    """The first stage (rules in priority order) whose every requirement holds."""
+    for rule in rules:
+        if all(_holds(states.get(key), wanted) for key, wanted in rule.requirements):
+            return rule.stage
+    return default
+
+
+def _holds(state: str | None, wanted: str) -> bool:
+    if wanted == "not_started":
+        return state is None
+    if wanted == "not_achieved":
+        return state != "achieved"
+    return state == wanted
+
+
+def stage_rules() -> list[StageRule]:
+    return [
+        StageRule(stage.key, parse_stage_rules(stage.rules))
+        for stage in LifecycleStage.objects.filter(is_active=True).order_by("priority", "key")
+    ]
+
+
+def stages_refresh(
+    customer_ids: Collection[int], *, active_versions: Mapping[int, str], cause: str
+) -> list[StageChangeRecord]:
+    """Recompute the stage of ``customer_ids`` from their progress on ``active_versions``
+    (version id -> milestone key). Runs in the caller's transaction; customers are locked in
+    id order so two workers never write one customer's stage from stale states."""
+    rules = stage_rules() if customer_ids else []
+    if not rules:
+        return []
+    ids = sorted(set(customer_ids))
+    current = dict(
+        Customer.objects.select_for_update(no_key=True)
+        .filter(pk__in=ids)
+        .order_by("pk")
+        .values_list("pk", "lifecycle_stage")
+    )
+    states: dict[int, dict[str, str]] = {pk: {} for pk in current}
+    progress = Progress.objects.filter(
+        unit=Unit.CUSTOMER, subject_id__in=list(current), version_id__in=list(active_versions)
+    ).values_list("subject_id", "version_id", "state")
+    for subject_id, version_id, state in progress:
+        states[subject_id][active_versions[version_id]] = state
+    now = timezone.now()
+    default = settings.MILESTONES_DEFAULT_STAGE
+    changes = [
+        StageChangeRecord(pk, current[pk], stage, now)
+        for pk in current
+        if (stage := stage_for(states[pk], rules, default)) != current[pk]
+    ]
+    _stages_apply(changes, cause=cause)
+    return changes
+
+
+def _stages_apply(changes: Sequence[StageChangeRecord], *, cause: str) -> None:
+    if not changes:
+        return
+    by_stage: dict[str, list[int]] = {}
+    for change in changes:
+        by_stage.setdefault(change.to_stage, []).append(change.customer_id)
+    for stage, ids in by_stage.items():
+        Customer.objects.filter(pk__in=ids).update(lifecycle_stage=stage)
+    StageChange.objects.bulk_create(
+        StageChange(
+            customer_id=c.customer_id,
+            from_stage=c.from_stage,
+            to_stage=c.to_stage,
+            changed_at=c.changed_at,
+            cause=cause[:200],
+        )
+        for c in changes
+    )
+    transaction.on_commit(partial(stage_changed.send, sender=StageChange, changes=list(changes)))

@@ -1,0 +1,48 @@
+"""Celery entry points for milestones: thin shells over one service each (queue: evaluate)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from milestones import backfill, evaluation, sweep
+
+
+@shared_task(name="milestones.evaluate", ignore_result=True)
+def evaluate_task(rounds: int = 20) -> int:
+    """Drain pending evaluations: up to ``rounds`` batches, then hand over to a fresh task
+    so one busy queue never pins a worker process forever. Returns pairs evaluated."""
+    evaluated = 0
+    for _ in range(rounds):
+        summary = evaluation.pending_evaluate()
+        evaluated += summary.pairs
+        if summary.pairs == 0:
+            return evaluated
+    evaluate_task.delay()
+    return evaluated
+
+
+@shared_task(name="milestones.deadlines_sweep", ignore_result=True)
+def deadlines_sweep_task() -> int:
+    return sweep.deadlines_sweep().missed
+
+
+@shared_task(name="milestones.progress_start", ignore_result=True)
+def progress_start_task() -> int:
+    queued = sweep.progress_start()
+    if queued:
+        evaluate_task.delay()
+    return queued
+
+
+@shared_task(name="milestones.reconcile", ignore_result=True)
+def reconcile_task() -> bool:
+    """Re-enqueue the evaluator when pending rows have waited too long (a lost wake-up)."""
+    if sweep.reconcile_needed():
+        evaluate_task.delay()
+        return True
+    return False
+
+
+@shared_task(name="milestones.backfill_run", ignore_result=True)
+def backfill_run_task(backfill_id: int) -> None:
+    backfill.backfill_run(backfill_id=backfill_id)
