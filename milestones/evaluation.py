@@ -180,7 +180,7 @@ def pending_oldest_age(now: dt.datetime | None = None) -> dt.timedelta | None:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class _Subject:
+class Subject:
     zone: ZoneInfo
     created_at: dt.datetime
     traits: Mapping[str, object]
@@ -232,27 +232,27 @@ class _Run:
 
     def _subjects(
         self, versions: Sequence[CompiledVersion], wanted: Mapping[int, set[int]]
-    ) -> dict[tuple[str, int], _Subject]:
+    ) -> dict[tuple[str, int], Subject]:
         ids: dict[str, set[int]] = defaultdict(set)
         for version in versions:
             ids[version.unit] |= wanted[version.id]
-        subjects: dict[tuple[str, int], _Subject] = {}
+        subjects: dict[tuple[str, int], Subject] = {}
         if ids[Unit.CUSTOMER]:
             for customer in Customer.objects.filter(pk__in=ids[Unit.CUSTOMER]).only(
                 "pk", "time_zone", "created_at", "traits", "plan", "region", "status",
                 "lifecycle_stage", "email", "phone", "locale",
             ):  # fmt: skip
-                subjects[(Unit.CUSTOMER, customer.pk)] = _customer_subject(customer)
+                subjects[(Unit.CUSTOMER, customer.pk)] = customer_subject(customer)
         if ids[Unit.ACCOUNT]:
             for account in Account.objects.filter(pk__in=ids[Unit.ACCOUNT]):
-                subjects[(Unit.ACCOUNT, account.pk)] = _account_subject(account)
+                subjects[(Unit.ACCOUNT, account.pk)] = account_subject(account)
         return subjects
 
     def _lock(
         self,
         versions: Sequence[CompiledVersion],
         wanted: Mapping[int, set[int]],
-        subjects: Mapping[tuple[str, int], _Subject],
+        subjects: Mapping[tuple[str, int], Subject],
     ) -> dict[Pair, Progress]:
         rows: dict[Pair, Progress] = {}
         for version in versions:
@@ -265,7 +265,7 @@ class _Run:
         self,
         versions: Sequence[CompiledVersion],
         wanted: Mapping[int, set[int]],
-        subjects: Mapping[tuple[str, int], _Subject],
+        subjects: Mapping[tuple[str, int], Subject],
     ) -> dict[Pair, dt.datetime]:
         anchors: dict[Pair, dt.datetime] = {}
         for version in versions:
@@ -274,12 +274,12 @@ class _Run:
                 for s in ids:
                     anchors[(version.id, s)] = subjects[(version.unit, s)].created_at
             elif version.anchor == Anchor.EVENT:
-                firsts = _first_events(version, ids)
+                firsts = first_events(version, ids)
                 anchors.update(((version.id, s), at) for s, at in firsts.items())
             else:
                 other = self.registry.by_key.get(version.anchor_milestone)
                 if other is not None:
-                    found = _achievements([other.id], ids)
+                    found = achievements([other.id], ids)
                     anchors.update(((version.id, s), at) for (_, s), at in found.items())
         return anchors
 
@@ -323,7 +323,7 @@ class _Run:
         self,
         versions: Sequence[CompiledVersion],
         rows: Mapping[Pair, Progress],
-        subjects: Mapping[tuple[str, int], _Subject],
+        subjects: Mapping[tuple[str, int], Subject],
         anchors: Mapping[Pair, dt.datetime],
     ) -> None:
         by_unit: dict[str, list[CompiledVersion]] = defaultdict(list)
@@ -360,7 +360,7 @@ class _Run:
         keys = set().union(*(v.milestone_keys for v in versions))
         others = [self.registry.by_key[k].id for k in sorted(keys) if k in self.registry.by_key]
         found: dict[int, dict[str, dt.datetime]] = defaultdict(dict)
-        for (version_id, subject_id), at in _achievements(others, subject_ids).items():
+        for (version_id, subject_id), at in achievements(others, subject_ids).items():
             found[subject_id][self.registry.versions[version_id].key] = at
         return found
 
@@ -368,7 +368,7 @@ class _Run:
         self,
         version: CompiledVersion,
         row: Progress,
-        subject: _Subject,
+        subject: Subject,
         anchor: dt.datetime | None,
         events: Mapping[int, list[EventFact]],
         milestones: Mapping[str, dt.datetime],
@@ -398,7 +398,7 @@ class _Run:
         self,
         version: CompiledVersion,
         row: Progress,
-        subject: _Subject,
+        subject: Subject,
         events: Sequence[EventFact],
         milestones: Mapping[str, dt.datetime],
     ) -> None:
@@ -505,7 +505,7 @@ def _lock_rows(version_id: int, subject_ids: Sequence[int]) -> dict[Pair, Progre
     return {(row.version_id, row.subject_id): row for row in locked}
 
 
-def _customer_subject(customer: Customer) -> _Subject:
+def customer_subject(customer: Customer) -> Subject:
     traits: dict[str, object] = {
         "plan": customer.plan,
         "region": customer.region,
@@ -523,10 +523,10 @@ def _customer_subject(customer: Customer) -> _Subject:
         created_at=customer.created_at,
         lifecycle_stage=customer.lifecycle_stage,
     )
-    return _Subject(customer.zone, customer.created_at, traits, profile)
+    return Subject(customer.zone, customer.created_at, traits, profile)
 
 
-def _account_subject(account: Account) -> _Subject:
+def account_subject(account: Account) -> Subject:
     traits: dict[str, object] = {
         "plan": account.plan,
         "region": account.region,
@@ -540,14 +540,14 @@ def _account_subject(account: Account) -> _Subject:
         status=account.status,
         created_at=account.created_at,
     )
-    return _Subject(_UTC, account.created_at, traits, profile)
+    return Subject(_UTC, account.created_at, traits, profile)
 
 
 def _subject_column(unit: str) -> str:
     return "account_id" if unit == Unit.ACCOUNT else "customer_id"
 
 
-def _first_events(version: CompiledVersion, subject_ids: Sequence[int]) -> dict[int, dt.datetime]:
+def first_events(version: CompiledVersion, subject_ids: Sequence[int]) -> dict[int, dt.datetime]:
     column = _subject_column(version.unit)
     rows = (
         Event.objects.filter(**{f"{column}__in": subject_ids}, name=version.anchor_event)
@@ -558,7 +558,7 @@ def _first_events(version: CompiledVersion, subject_ids: Sequence[int]) -> dict[
     return {int(s): first for s, first in rows}
 
 
-def _achievements(version_ids: Sequence[int], subject_ids: Sequence[int]) -> dict[Pair, Any]:
+def achievements(version_ids: Sequence[int], subject_ids: Sequence[int]) -> dict[Pair, Any]:
     if not version_ids or not subject_ids:
         return {}
     rows = Progress.objects.filter(
@@ -574,15 +574,21 @@ def _events(
     rows: Mapping[Pair, Progress],
 ) -> dict[int, list[EventFact]]:
     """The events of ``pairs``' subjects that the versions read, since the earliest anchor."""
-    names = sorted(set().union(*(v.event_names for v in versions)))
-    if not names:
-        return {}
-    subject_ids = sorted({s for _, s in pairs})
+    names = frozenset().union(*(v.event_names for v in versions))
     since = min(rows[pair].anchor_at for pair in pairs)
-    column = _subject_column(unit)
+    return events_load(unit, names, sorted({s for _, s in pairs}), since)
+
+
+def events_load(
+    unit: str, names: Collection[str], subject_ids: Sequence[int], since: dt.datetime
+) -> dict[int, list[EventFact]]:
+    """Subjects' events with these names from ``since`` on, as facts, by subject id."""
     found: dict[int, list[EventFact]] = defaultdict(list)
+    if not names or not subject_ids:
+        return found
+    column = _subject_column(unit)
     query = Event.objects.filter(
-        **{f"{column}__in": subject_ids}, name__in=names, occurred_at__gte=since
+        **{f"{column}__in": subject_ids}, name__in=sorted(names), occurred_at__gte=since
     ).values_list(column, "customer_id", "name", "occurred_at", "properties")
     for subject, customer_id, name, occurred_at, properties in query.iterator(chunk_size=5000):
         found[subject].append(
