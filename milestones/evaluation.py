@@ -39,6 +39,7 @@ from milestones.eligibility import SubjectProfile, ineligibility
 from milestones.models import (
     Anchor,
     MilestoneOutcome,
+    MilestoneVersion,
     OutcomeKind,
     PendingEvaluation,
     Progress,
@@ -198,6 +199,14 @@ def pairs_evaluate(pairs: Iterable[Pair], *, now: dt.datetime | None = None) -> 
     for version_id, subject_id in pairs:
         if version_id in found.versions:
             wanted[version_id].add(subject_id)
+    if wanted:
+        # The registry is a few seconds stale in other processes: drop versions retired since.
+        live = set(
+            MilestoneVersion.objects.filter(
+                pk__in=list(wanted), retired_at__isnull=True
+            ).values_list("pk", flat=True)
+        )
+        wanted = {v: ids for v, ids in wanted.items() if v in live}
     if not wanted:
         return Summary()
     run = _Run(found, now)
@@ -335,7 +344,7 @@ class _Run:
             pairs = [pair for pair in rows if self.registry.versions[pair[0]].unit == unit]
             if not pairs:
                 continue
-            events = _events(unit, unit_versions, pairs, rows)
+            events = _events(unit, unit_versions, pairs, rows, anchors)
             milestones_of = self._milestones(unit_versions, sorted({s for _, s in pairs}))
             for pair in sorted(pairs):
                 version = self.registry.versions[pair[0]]
@@ -572,10 +581,14 @@ def _events(
     versions: Sequence[CompiledVersion],
     pairs: Sequence[Pair],
     rows: Mapping[Pair, Progress],
+    anchors: Mapping[Pair, dt.datetime],
 ) -> dict[int, list[EventFact]]:
-    """The events of ``pairs``' subjects that the versions read, since the earliest anchor."""
+    """The events of ``pairs``' subjects that the versions read, since the earliest anchor
+    (stored or just recomputed: an earlier anchor event may have arrived late)."""
     names = frozenset().union(*(v.event_names for v in versions))
-    since = min(rows[pair].anchor_at for pair in pairs)
+    since = min(
+        min(rows[pair].anchor_at, anchors.get(pair, rows[pair].anchor_at)) for pair in pairs
+    )
     return events_load(unit, names, sorted({s for _, s in pairs}), since)
 
 

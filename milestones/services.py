@@ -238,7 +238,7 @@ def _activate(definition: MilestoneDefinition, actor: Any) -> Activation:
     detail = {"number": version.number, "previous": previous.number if previous else None}
     _record(definition, action, actor, version=version, detail=detail)
     backfill = Backfill.objects.create(version=version, requested_by=actor)
-    transaction.on_commit(registry_clear)
+    _registry_changed()
     transaction.on_commit(partial(backfill_run_task.delay, backfill.pk))
     return Activation(version=version, backfill=backfill)
 
@@ -265,7 +265,7 @@ def definition_archive(
         locked.updated_at, locked.updated_by = now, actor
         locked.save(update_fields=["status", "updated_at", "updated_by"])
         _record(locked, ChangeAction.ARCHIVED, actor, version=locked.active_version)
-        transaction.on_commit(registry_clear)
+        _registry_changed()
     _refresh(definition, locked)
     return locked
 
@@ -284,6 +284,12 @@ def backfill_request(*, definition: MilestoneDefinition, user: User | None = Non
         _record(definition, ChangeAction.BACKFILL, actor, version=definition.active_version)
         transaction.on_commit(partial(backfill_run_task.delay, backfill.pk))
     return backfill
+
+
+def _registry_changed() -> None:
+    # Now, for the rest of this transaction, and again after commit for the next reader.
+    registry_clear()
+    transaction.on_commit(registry_clear)
 
 
 def _record(
