@@ -222,6 +222,7 @@ class _Run:
         self.grace = dt.timedelta(seconds=settings.MILESTONES_SWEEP_GRACE_SECONDS)
         self.trial_plans = frozenset(settings.MILESTONES_TRIAL_PLANS)
         self.outcomes: list[tuple[MilestoneOutcome, CompiledVersion]] = []
+        self.started: set[Pair] = set()
         self.summary = Summary()
 
     def evaluate(self, wanted: Mapping[int, set[int]]) -> Summary:
@@ -229,7 +230,9 @@ class _Run:
         subjects = self._subjects(versions, wanted)
         rows = self._lock(versions, wanted, subjects)
         anchors = self._anchors(versions, wanted, subjects)
-        rows.update(self._start(versions, wanted, rows, anchors))
+        started = self._start(versions, wanted, rows, anchors)
+        self.started = set(started)
+        rows.update(started)
         open_rows = {pair: row for pair, row in rows.items() if row.state != ProgressState.ACHIEVED}
         self.summary.pairs = sum(len(ids) for ids in wanted.values())
         if open_rows:
@@ -352,9 +355,14 @@ class _Run:
                 subject = subjects[(unit, pair[1])]
                 milestones = milestones_of.get(pair[1], {})
                 before = row.state
-                if self._apply(version, row, subject, anchors.get(pair), events, milestones):
+                is_new = pair in self.started
+                if (
+                    self._apply(version, row, subject, anchors.get(pair), events, milestones)
+                    or is_new
+                ):
+                    row.evaluated_at = row.updated_at = self.now
                     changed.append(row)
-                    if unit == Unit.CUSTOMER and row.state != before:
+                    if unit == Unit.CUSTOMER and (row.state != before or is_new):
                         stage_customers.add(pair[1])
         if changed:
             Progress.objects.bulk_update(changed, _PROGRESS_FIELDS, batch_size=500)
