@@ -1,0 +1,120 @@
+"""Wiring: ingest hands pairs to the evaluator; tasks drain in bounded rounds."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from customers.ingest.parsing import Limits, parse_batch
+from customers.ingest.service import events_ingest
+from customers.models import Source
+from milestones.models import MilestoneDefinition, PendingEvaluation, Progress
+from milestones.registry import registry
+from milestones.tasks import evaluate_task
+from tests.factories import SourceFactory
+from tests.milestones.conftest import T0
+
+pytestmark = pytest.mark.django_db
+
+Make = Callable[..., MilestoneDefinition]
+_ids = itertools.count()
+
+
+def ingest(source: Source, *calls: tuple[str, str]) -> None:
+    batch = [
+        {
+            "type": "track",
+            "userId": user,
+            "event": event,
+            "timestamp": T0.isoformat(),
+            "messageId": f"t-{next(_ids)}",
+        }
+        for user, event in calls
+    ]
+    parsed = parse_batch(orjson.dumps({"batch": batch}), T0, Limits())
+    events_ingest(source_id=source.pk, messages=parsed.messages, received_at=T0)
+
+
+@pytest.fixture
+def woken(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    calls: list[bool] = []
+    monkeypatch.setattr("milestones.tasks.evaluate_task.delay", lambda: calls.append(True))
+    return calls
+
+
+def test_a_batch_that_affects_a_milestone_wakes_the_evaluator_once_after_commit(
+    milestone: Make, woken: list[bool], django_capture_on_commit_callbacks: Any
+) -> None:
+    milestone()
+    source = SourceFactory()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        ingest(source, ("u1", "Task Done"), ("u2", "Task Done"), ("u1", "Page Viewed"))
+
+    assert woken == [True]
+    assert PendingEvaluation.objects.count() == 2
+
+
+def test_a_batch_no_milestone_reads_neither_writes_nor_wakes(
+    milestone: Make, woken: list[bool], django_capture_on_commit_callbacks: Any
+) -> None:
+    milestone()
+    source = SourceFactory()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        ingest(source, ("u1", "Page Viewed"))
+
+    assert woken == []
+    assert not PendingEvaluation.objects.exists()
+
+
+def test_recording_pending_pairs_costs_ingest_exactly_one_insert(milestone: Make) -> None:
+    source = SourceFactory()
+    ingest(source, ("warm", "Page Viewed"))  # customer rows and caches exist
+    with CaptureQueriesContext(connection) as without:
+        ingest(source, ("warm", "Task Done"))
+    milestone()
+    registry()  # warm, as it is in a running web process
+    with CaptureQueriesContext(connection) as with_milestone:
+        ingest(source, ("warm", "Task Done"))
+
+    extra = len(with_milestone.captured_queries) - len(without.captured_queries)
+    assert extra == 1
+    pending = [q for q in with_milestone.captured_queries if "pendingevaluation" in q["sql"]]
+    assert len(pending) == 1
+    assert pending[0]["sql"].startswith('INSERT INTO "milestones_pendingevaluation"')
+
+
+def test_the_evaluate_task_drains_everything_pending(milestone: Make, woken: list[bool]) -> None:
+    milestone()
+    source = SourceFactory()
+    ingest(source, *((f"u{i}", "Task Done") for i in range(5)))
+
+    with time_machine.travel(T0 + dt.timedelta(minutes=1), tick=False):
+        assert evaluate_task() == 5
+
+    assert Progress.objects.filter(state="achieved").count() == 5
+    assert woken == []
+
+
+def test_a_long_queue_is_handed_over_to_a_fresh_task_after_its_rounds(
+    milestone: Make, woken: list[bool], settings: Any
+) -> None:
+    settings.MILESTONES_EVALUATE_BATCH = 2
+    milestone()
+    source = SourceFactory()
+    ingest(source, *((f"u{i}", "Task Done") for i in range(5)))
+
+    with time_machine.travel(T0 + dt.timedelta(minutes=1), tick=False):
+        assert evaluate_task(rounds=2) == 4
+
+    assert woken == [True]
+    assert PendingEvaluation.objects.count() == 1
