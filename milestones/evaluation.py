@@ -34,6 +34,7 @@ from django.utils import timezone
 
 from customers.models import Account, Customer, Event
 from customers.signals import IngestedEvent
+from milestones import sql
 from milestones.conditions import EventFact, Facts, Result, evaluate
 from milestones.eligibility import SubjectProfile, ineligibility
 from milestones.models import (
@@ -48,27 +49,14 @@ from milestones.models import (
 )
 from milestones.registry import CompiledVersion, Registry, registry
 from milestones.signals import OutcomeRecord, outcomes_recorded
+from milestones.sql import Row
 from milestones.stages import stages_refresh
 
 logger = logging.getLogger(__name__)
 
 _ATTEMPTS = 4
 _UTC = ZoneInfo("UTC")
-_PROGRESS_FIELDS = (
-    "state",
-    "anchor_at",
-    "deadline_at",
-    "achieved_at",
-    "missed_at",
-    "is_late",
-    "done",
-    "total",
-    "label",
-    "detail",
-    "ineligible_reason",
-    "evaluated_at",
-    "updated_at",
-)
+_PROGRESS_FIELDS = tuple(name for name, _ in sql.PROGRESS_COLUMNS)
 
 Pair = tuple[int, int]  # (version id, subject id)
 
@@ -121,13 +109,8 @@ def affected_pairs(found: Registry, events: Iterable[IngestedEvent]) -> set[Pair
 
 
 def pending_add(pairs: Collection[Pair]) -> None:
-    if not pairs:
-        return
-    now = timezone.now()
-    PendingEvaluation.objects.bulk_create(
-        [PendingEvaluation(version_id=v, subject_id=s, created_at=now) for v, s in sorted(pairs)],
-        batch_size=5000,
-    )
+    if pairs:
+        sql.pending_insert(pairs, timezone.now())
 
 
 # --- 2. Claiming pending work -------------------------------------------------------------
@@ -265,13 +248,14 @@ class _Run:
         versions: Sequence[CompiledVersion],
         wanted: Mapping[int, set[int]],
         subjects: Mapping[tuple[str, int], Subject],
-    ) -> dict[Pair, Progress]:
-        rows: dict[Pair, Progress] = {}
-        for version in versions:
-            ids = sorted(s for s in wanted[version.id] if (version.unit, s) in subjects)
-            if ids:
-                rows.update(_lock_rows(version.id, ids))
-        return rows
+    ) -> dict[Pair, Row]:
+        pairs = [
+            (version.id, s)
+            for version in versions
+            for s in wanted[version.id]
+            if (version.unit, s) in subjects
+        ]
+        return {(row.version_id, row.subject_id): row for row in sql.progress_lock(pairs)}
 
     def _anchors(
         self,
@@ -299,12 +283,13 @@ class _Run:
         self,
         versions: Sequence[CompiledVersion],
         wanted: Mapping[int, set[int]],
-        rows: Mapping[Pair, Progress],
+        rows: Mapping[Pair, Row],
         anchors: Mapping[Pair, dt.datetime],
-    ) -> dict[Pair, Progress]:
+    ) -> dict[Pair, Row]:
         """Create the progress rows of pairs whose clock has started, then lock them."""
         new = [
-            Progress(
+            Row(
+                id=None,
                 version_id=version.id,
                 definition_id=version.definition_id,
                 unit=version.unit,
@@ -320,28 +305,23 @@ class _Run:
         ]
         if not new:
             return {}
-        Progress.objects.bulk_create(new, ignore_conflicts=True)
-        created: dict[int, list[int]] = defaultdict(list)
-        for row in new:
-            created[row.version_id].append(row.subject_id)
-        locked: dict[Pair, Progress] = {}
-        for version_id in sorted(created):
-            locked.update(_lock_rows(version_id, created[version_id]))
-        return locked
+        sql.progress_insert(new)
+        locked = sql.progress_lock([(row.version_id, row.subject_id) for row in new])
+        return {(row.version_id, row.subject_id): row for row in locked}
 
     # -- evaluating ------------------------------------------------------------------------
 
     def _evaluate_rows(
         self,
         versions: Sequence[CompiledVersion],
-        rows: Mapping[Pair, Progress],
+        rows: Mapping[Pair, Row],
         subjects: Mapping[tuple[str, int], Subject],
         anchors: Mapping[Pair, dt.datetime],
     ) -> None:
         by_unit: dict[str, list[CompiledVersion]] = defaultdict(list)
         for version in versions:
             by_unit[version.unit].append(version)
-        changed: list[Progress] = []
+        changed: list[Row] = []
         stage_customers: set[int] = set()
         for unit, unit_versions in by_unit.items():
             pairs = [pair for pair in rows if self.registry.versions[pair[0]].unit == unit]
@@ -365,7 +345,7 @@ class _Run:
                     if unit == Unit.CUSTOMER and (row.state != before or is_new):
                         stage_customers.add(pair[1])
         if changed:
-            Progress.objects.bulk_update(changed, _PROGRESS_FIELDS, batch_size=500)
+            sql.progress_write(changed)
         if stage_customers:
             active = {v.id: v.key for v in self.registry.versions.values()}
             stages_refresh(stage_customers, active_versions=active, cause="milestone evaluation")
@@ -384,7 +364,7 @@ class _Run:
     def _apply(
         self,
         version: CompiledVersion,
-        row: Progress,
+        row: Row,
         subject: Subject,
         anchor: dt.datetime | None,
         events: Mapping[int, list[EventFact]],
@@ -414,7 +394,7 @@ class _Run:
     def _judge(
         self,
         version: CompiledVersion,
-        row: Progress,
+        row: Row,
         subject: Subject,
         events: Sequence[EventFact],
         milestones: Mapping[str, dt.datetime],
@@ -453,7 +433,7 @@ class _Run:
             row.state = ProgressState.IN_PROGRESS
 
     def _outcome(
-        self, version: CompiledVersion, row: Progress, kind: str, occurred_at: dt.datetime
+        self, version: CompiledVersion, row: Row, kind: str, occurred_at: dt.datetime
     ) -> None:
         outcome = MilestoneOutcome(
             version_id=version.id,
@@ -477,7 +457,7 @@ class _Run:
     def _finish(self) -> None:
         if not self.outcomes:
             return
-        MilestoneOutcome.objects.bulk_create([outcome for outcome, _ in self.outcomes])
+        sql.outcomes_insert([outcome for outcome, _ in self.outcomes])
         records = [outcome_record(outcome, version.key) for outcome, version in self.outcomes]
         dependents: set[Pair] = set()
         for outcome, version in self.outcomes:
@@ -511,15 +491,6 @@ def outcomes_publish(records: list[OutcomeRecord]) -> None:
 
 
 # --- Loading helpers ----------------------------------------------------------------------
-
-
-def _lock_rows(version_id: int, subject_ids: Sequence[int]) -> dict[Pair, Progress]:
-    locked = (
-        Progress.objects.select_for_update()
-        .filter(version_id=version_id, subject_id__in=sorted(subject_ids))
-        .order_by("subject_id")
-    )
-    return {(row.version_id, row.subject_id): row for row in locked}
 
 
 def customer_subject(customer: Customer) -> Subject:
@@ -588,7 +559,7 @@ def _events(
     unit: str,
     versions: Sequence[CompiledVersion],
     pairs: Sequence[Pair],
-    rows: Mapping[Pair, Progress],
+    rows: Mapping[Pair, Row],
     anchors: Mapping[Pair, dt.datetime],
 ) -> dict[int, list[EventFact]]:
     """The events of ``pairs``' subjects that the versions read, since the earliest anchor
@@ -607,11 +578,8 @@ def events_load(
     found: dict[int, list[EventFact]] = defaultdict(list)
     if not names or not subject_ids:
         return found
-    column = _subject_column(unit)
-    query = Event.objects.filter(
-        **{f"{column}__in": subject_ids}, name__in=sorted(names), occurred_at__gte=since
-    ).values_list(column, "customer_id", "name", "occurred_at", "properties")
-    for subject, customer_id, name, occurred_at, properties in query.iterator(chunk_size=5000):
+    rows = sql.events_fetch(_subject_column(unit), subject_ids, sorted(names), since)
+    for subject, customer_id, name, occurred_at, properties in rows:
         found[subject].append(
             EventFact(
                 name=name,

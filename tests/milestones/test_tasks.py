@@ -90,7 +90,7 @@ def test_recording_pending_pairs_costs_ingest_exactly_one_insert(milestone: Make
     assert extra == 1
     pending = [q for q in with_milestone.captured_queries if "pendingevaluation" in q["sql"]]
     assert len(pending) == 1
-    assert pending[0]["sql"].startswith('INSERT INTO "milestones_pendingevaluation"')
+    assert pending[0]["sql"].startswith("INSERT INTO milestones_pendingevaluation")
 
 
 def test_the_evaluate_task_drains_everything_pending(milestone: Make, woken: list[bool]) -> None:
