@@ -118,9 +118,7 @@ def _judge_batch(
 
 
 def _subjects(unit: str, ids: Sequence[int]) -> dict[int, evaluation.Subject]:
-    if unit == Unit.ACCOUNT:
-        return {a.pk: evaluation.account_subject(a) for a in Account.objects.filter(pk__in=ids)}
-    return {c.pk: evaluation.customer_subject(c) for c in Customer.objects.filter(pk__in=ids)}
+    return evaluation.subjects_load(unit, ids)
 
 
 def _anchors(

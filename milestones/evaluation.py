@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import random
 import time
+import zoneinfo
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from functools import partial
@@ -232,15 +234,10 @@ class _Run:
         for version in versions:
             ids[version.unit] |= wanted[version.id]
         subjects: dict[tuple[str, int], Subject] = {}
-        if ids[Unit.CUSTOMER]:
-            for customer in Customer.objects.filter(pk__in=ids[Unit.CUSTOMER]).only(
-                "pk", "time_zone", "created_at", "traits", "plan", "region", "status",
-                "lifecycle_stage", "email", "phone", "locale",
-            ):  # fmt: skip
-                subjects[(Unit.CUSTOMER, customer.pk)] = customer_subject(customer)
-        if ids[Unit.ACCOUNT]:
-            for account in Account.objects.filter(pk__in=ids[Unit.ACCOUNT]):
-                subjects[(Unit.ACCOUNT, account.pk)] = account_subject(account)
+        for unit, unit_ids in ids.items():
+            subjects.update(
+                ((unit, pk), subject) for pk, subject in subjects_load(unit, unit_ids).items()
+            )
         return subjects
 
     def _lock(
@@ -493,42 +490,55 @@ def outcomes_publish(records: list[OutcomeRecord]) -> None:
 # --- Loading helpers ----------------------------------------------------------------------
 
 
-def customer_subject(customer: Customer) -> Subject:
-    traits: dict[str, object] = {
-        "plan": customer.plan,
-        "region": customer.region,
-        "status": customer.status,
-        "lifecycle_stage": customer.lifecycle_stage,
-        "email": customer.email,
-        "phone": customer.phone,
-        "locale": customer.locale,
-    }
-    traits.update(customer.traits or {})
-    profile = SubjectProfile(
-        plan=customer.plan,
-        region=customer.region,
-        status=customer.status,
-        created_at=customer.created_at,
-        lifecycle_stage=customer.lifecycle_stage,
-    )
-    return Subject(customer.zone, customer.created_at, traits, profile)
+_CUSTOMER_FIELDS = (
+    "pk", "time_zone", "created_at", "traits", "plan", "region", "status", "lifecycle_stage",
+    "email", "phone", "locale",
+)  # fmt: skip
+_ACCOUNT_FIELDS = ("pk", "created_at", "traits", "plan", "region", "status", "name")
 
 
-def account_subject(account: Account) -> Subject:
+def subjects_load(unit: str, ids: Collection[int]) -> dict[int, Subject]:
+    """What evaluation reads about each subject (missing ids are absent: merged away)."""
+    if not ids:
+        return {}
+    if unit == Unit.ACCOUNT:
+        rows = Account.objects.filter(pk__in=list(ids)).values(*_ACCOUNT_FIELDS)
+        return {row["pk"]: _account_subject(row) for row in rows}
+    rows = Customer.objects.filter(pk__in=list(ids)).values(*_CUSTOMER_FIELDS)
+    return {row["pk"]: _customer_subject(row) for row in rows}
+
+
+@functools.lru_cache(maxsize=1024)
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or "UTC")
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return _UTC
+
+
+def _customer_subject(row: Mapping[str, Any]) -> Subject:
     traits: dict[str, object] = {
-        "plan": account.plan,
-        "region": account.region,
-        "status": account.status,
-        "name": account.name,
+        name: row[name]
+        for name in ("plan", "region", "status", "lifecycle_stage", "email", "phone", "locale")
     }
-    traits.update(account.traits or {})
+    traits.update(row["traits"] or {})
     profile = SubjectProfile(
-        plan=account.plan,
-        region=account.region,
-        status=account.status,
-        created_at=account.created_at,
+        plan=row["plan"],
+        region=row["region"],
+        status=row["status"],
+        created_at=row["created_at"],
+        lifecycle_stage=row["lifecycle_stage"],
     )
-    return Subject(_UTC, account.created_at, traits, profile)
+    return Subject(_zone(row["time_zone"]), row["created_at"], traits, profile)
+
+
+def _account_subject(row: Mapping[str, Any]) -> Subject:
+    traits: dict[str, object] = {name: row[name] for name in ("plan", "region", "status", "name")}
+    traits.update(row["traits"] or {})
+    profile = SubjectProfile(
+        plan=row["plan"], region=row["region"], status=row["status"], created_at=row["created_at"]
+    )
+    return Subject(_UTC, row["created_at"], traits, profile)
 
 
 def _subject_column(unit: str) -> str:
