@@ -174,7 +174,8 @@ def test_editing_an_active_definition_makes_a_new_version_and_keeps_the_old_rows
     assert second is not None
     assert (second.number, second.condition["at_least"]) == (2, 3)
     first.refresh_from_db()
-    assert first.retired_at is not None and first.condition == COUNT
+    assert first.retired_at is not None
+    assert first.condition == COUNT
     assert Progress.objects.get().version == first
     assert list(registry().versions) == [second.pk]
     actions = list(DefinitionChange.objects.order_by("id").values_list("action", flat=True))
