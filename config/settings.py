@@ -178,6 +178,14 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Several apps have a `status` or `kind` choice field; name each enum after its model.
+    "ENUM_NAME_OVERRIDES": {
+        "StatusEnum": "customers.models.SubjectStatus",
+        "KindEnum": "customers.models.IdentityKind",
+        "DefinitionStatusEnum": "milestones.models.DefinitionStatus",
+        "MilestoneKindEnum": "milestones.models.MilestoneKind",
+        "OutcomeKindEnum": "milestones.models.OutcomeKind",
+    },
 }
 
 # --- Ingestion ------------------------------------------------------------------------------
