@@ -205,6 +205,7 @@ class _Run:
         self.registry = found
         self.now = now
         self.grace = dt.timedelta(seconds=settings.MILESTONES_SWEEP_GRACE_SECONDS)
+        self.tolerance = dt.timedelta(seconds=settings.INGEST_FUTURE_TOLERANCE_SECONDS)
         self.trial_plans = frozenset(settings.MILESTONES_TRIAL_PLANS)
         self.outcomes: list[tuple[MilestoneOutcome, CompiledVersion]] = []
         self.started: set[Pair] = set()
@@ -218,10 +219,9 @@ class _Run:
         started = self._start(versions, wanted, rows, anchors)
         self.started = set(started)
         rows.update(started)
-        open_rows = {pair: row for pair, row in rows.items() if row.state != ProgressState.ACHIEVED}
         self.summary.pairs = sum(len(ids) for ids in wanted.values())
-        if open_rows:
-            self._evaluate_rows(versions, open_rows, subjects, anchors)
+        if rows:
+            self._evaluate_rows(versions, rows, subjects, anchors)
         self._finish()
         return self.summary
 
@@ -367,44 +367,50 @@ class _Run:
         events: Mapping[int, list[EventFact]],
         milestones: Mapping[str, dt.datetime],
     ) -> bool:
-        """Bring ``row`` up to date; returns whether anything changed."""
+        """Bring ``row`` up to date; returns whether anything changed.
+
+        Once an outcome is recorded the anchor and deadline are frozen: they are what the
+        outcome was judged against. Before that, an anchor event that arrives late moves them.
+        """
         self.summary.evaluated += 1
         original = {name: getattr(row, name) for name in _PROGRESS_FIELDS}
-        if row.state != ProgressState.MISSED and anchor is not None:
-            row.anchor_at, row.deadline_at = anchor, _deadline(version, anchor)
-        reason = ineligibility(
-            version.eligibility,
-            subject.profile,
-            anchor_at=row.anchor_at,
-            trial_plans=self.trial_plans,
-        )
-        if reason is not None and row.state != ProgressState.MISSED:
-            row.state, row.ineligible_reason = ProgressState.INELIGIBLE, reason
-            self.summary.ineligible += 1
+        found = events.get(row.subject_id, ())
+        if row.state == ProgressState.ACHIEVED:
+            self._refine(version, row, subject, found, milestones)
+        elif row.state == ProgressState.MISSED:
+            self._judge(version, row, subject, found, milestones)
         else:
-            self._judge(version, row, subject, events.get(row.subject_id, ()), milestones)
+            if anchor is not None:
+                row.anchor_at, row.deadline_at = anchor, _deadline(version, anchor)
+            reason = ineligibility(
+                version.eligibility,
+                subject.profile,
+                anchor_at=row.anchor_at,
+                trial_plans=self.trial_plans,
+            )
+            if reason is not None:
+                row.state, row.ineligible_reason = ProgressState.INELIGIBLE, reason
+                self.summary.ineligible += 1
+            else:
+                self._judge(version, row, subject, found, milestones)
         if all(getattr(row, name) == original[name] for name in _PROGRESS_FIELDS):
             return False
         row.evaluated_at = row.updated_at = self.now
         return True
 
-    def _judge(
+    def _result(
         self,
         version: CompiledVersion,
         row: Row,
         subject: Subject,
         events: Sequence[EventFact],
         milestones: Mapping[str, dt.datetime],
-    ) -> None:
-        was_missed = row.state == ProgressState.MISSED
-        end = self.now
-        if not was_missed and row.deadline_at is not None:
-            end = min(end, row.deadline_at)
-        start = min(row.anchor_at, end)
+        end: dt.datetime,
+    ) -> Result:
         facts = Facts(
             events=events,
             zone=subject.zone,
-            start=start,
+            start=min(row.anchor_at, end),
             end=end,
             traits=subject.traits,
             milestones=milestones,
@@ -414,20 +420,70 @@ class _Run:
         row.label = result.progress.label[:300]
         row.detail = _detail(result)
         row.ineligible_reason = ""
+        return result
+
+    def _judge(
+        self,
+        version: CompiledVersion,
+        row: Row,
+        subject: Subject,
+        events: Sequence[EventFact],
+        milestones: Mapping[str, dt.datetime],
+    ) -> None:
+        """Judge an open or missed row. Events may carry times up to the ingest tolerance
+        ahead of the server clock, so "now" reaches that far."""
+        was_missed = row.state == ProgressState.MISSED
+        horizon = self.now + self.tolerance
+        end = horizon
+        if not was_missed and row.deadline_at is not None:
+            end = min(end, row.deadline_at)
+        result = self._result(version, row, subject, events, milestones, end)
         if result.achieved_at is not None:
-            row.state, row.achieved_at, row.is_late = (
-                ProgressState.ACHIEVED,
-                result.achieved_at,
-                was_missed,
-            )
-            self._outcome(version, row, OutcomeKind.ACHIEVED, result.achieved_at)
+            self._achieve(version, row, result.achieved_at, is_late=was_missed)
         elif was_missed:
             pass
         elif row.deadline_at is not None and self.now >= row.deadline_at + self.grace:
             row.state, row.missed_at = ProgressState.MISSED, row.deadline_at
             self._outcome(version, row, OutcomeKind.MISSED, row.deadline_at)
+            # Whatever already happened after the deadline is a late achievement, now: the
+            # result must not depend on whether those events were evaluated before or after.
+            late = self._result(version, row, subject, events, milestones, horizon)
+            if late.achieved_at is not None:
+                self._achieve(version, row, late.achieved_at, is_late=True)
         else:
             row.state = ProgressState.IN_PROGRESS
+
+    def _achieve(
+        self, version: CompiledVersion, row: Row, achieved_at: dt.datetime, *, is_late: bool
+    ) -> None:
+        row.state, row.achieved_at, row.is_late = ProgressState.ACHIEVED, achieved_at, is_late
+        self._outcome(version, row, OutcomeKind.ACHIEVED, achieved_at)
+
+    def _refine(
+        self,
+        version: CompiledVersion,
+        row: Row,
+        subject: Subject,
+        events: Sequence[EventFact],
+        milestones: Mapping[str, dt.datetime],
+    ) -> None:
+        """An achieved row stays achieved; an earlier event that arrived late can only move
+        the moment of achievement back, on the progress row and on its outcome."""
+        assert row.achieved_at is not None  # noqa: S101 - achieved rows have the moment
+        facts = Facts(
+            events=events,
+            zone=subject.zone,
+            start=min(row.anchor_at, row.achieved_at),
+            end=row.achieved_at,
+            traits=subject.traits,
+            milestones=milestones,
+        )
+        earlier = evaluate(version.condition, facts).achieved_at
+        if earlier is not None and earlier < row.achieved_at:
+            row.achieved_at = earlier
+            MilestoneOutcome.objects.filter(
+                version_id=version.id, subject_id=row.subject_id, kind=OutcomeKind.ACHIEVED
+            ).update(occurred_at=earlier)
 
     def _outcome(
         self, version: CompiledVersion, row: Row, kind: str, occurred_at: dt.datetime

@@ -12,13 +12,15 @@ import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable
+from typing import Any
 
+import orjson
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
-from customers.models import Account, Customer
+from customers.models import Account, Customer, Event
 from milestones.evaluation import (
     outcomes_publish,
     pending_add,
@@ -126,6 +128,21 @@ WITH due AS (
     SET state = 'missed', missed_at = p.deadline_at, updated_at = %(now)s
     FROM due WHERE p.id = due.id
     RETURNING p.version_id, p.definition_id, p.unit, p.subject_id, p.deadline_at
+), late AS (
+    -- Subjects that did it after the deadline (before this sweep): the evaluator records
+    -- their late achievement, as it would had it seen those events after the sweep.
+    INSERT INTO {pending} (version_id, subject_id, created_at)
+    SELECT m.version_id, m.subject_id, %(now)s FROM missed m
+    CROSS JOIN LATERAL (
+        SELECT ARRAY(SELECT jsonb_array_elements_text(%(names)s::jsonb -> m.version_id::text))
+            AS names
+    ) v
+    WHERE (m.unit = 'customer' AND EXISTS (
+            SELECT 1 FROM {event} e WHERE e.customer_id = m.subject_id
+            AND e.name = ANY(v.names) AND e.occurred_at > m.deadline_at))
+       OR (m.unit = 'account' AND EXISTS (
+            SELECT 1 FROM {event} e WHERE e.account_id = m.subject_id
+            AND e.name = ANY(v.names) AND e.occurred_at > m.deadline_at))
 )
 INSERT INTO {outcome}
     (version_id, definition_id, unit, subject_id, kind, is_late, occurred_at, recorded_at,
@@ -143,9 +160,17 @@ def _sweep_batch_sql(cutoff: dt.datetime, size: int, now: dt.datetime) -> list[t
         progress=Progress._meta.db_table,
         pending=PendingEvaluation._meta.db_table,
         outcome=MilestoneOutcome._meta.db_table,
+        event=Event._meta.db_table,
     )
+    names = {str(v.id): sorted(v.event_names) for v in registry().versions.values()}
+    params: dict[str, Any] = {
+        "cutoff": cutoff,
+        "size": size,
+        "now": now,
+        "names": orjson.dumps(names).decode(),
+    }
     with connection.cursor() as cursor:
-        cursor.execute(sql, {"cutoff": cutoff, "size": size, "now": now})
+        cursor.execute(sql, params)
         return list(cursor.fetchall())
 
 
@@ -164,6 +189,19 @@ def _sweep_batch_orm(cutoff: dt.datetime, size: int, now: dt.datetime) -> list[t
         return []
     Progress.objects.filter(pk__in=[row.pk for row in due]).update(
         state=ProgressState.MISSED, missed_at=F("deadline_at"), updated_at=now
+    )
+    found = registry().versions
+    pending_add(
+        {
+            (row.version_id, row.subject_id)
+            for row in due
+            if row.version_id in found
+            and Event.objects.filter(
+                **{"account_id" if row.unit == Unit.ACCOUNT else "customer_id": row.subject_id},
+                name__in=sorted(found[row.version_id].event_names),
+                occurred_at__gt=row.deadline_at,
+            ).exists()
+        }
     )
     outcomes = MilestoneOutcome.objects.bulk_create(
         [

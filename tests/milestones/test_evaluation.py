@@ -166,7 +166,7 @@ def test_evaluating_again_changes_nothing(milestone: Make, source: Source) -> No
     with time_machine.travel(T0 + hours(5), tick=False), transaction.atomic():
         summary = pairs_evaluate([(definition.active_version_id, customer.pk)])  # type: ignore[list-item]
 
-    assert (summary.achieved, summary.evaluated) == (0, 0)  # achieved rows are final
+    assert (summary.achieved, summary.evaluated) == (0, 1)  # achieved rows stay achieved
     assert list(Progress.objects.values()) == before
     assert MilestoneOutcome.objects.count() == 1
 
@@ -216,7 +216,7 @@ def test_a_passed_deadline_is_missed_and_a_later_achievement_is_late(
     assert kinds == [("missed", False), ("achieved", True)]
 
 
-def test_an_event_after_the_deadline_does_not_achieve_on_time(
+def test_an_event_after_the_deadline_is_a_late_achievement_even_when_seen_with_the_miss(
     milestone: Make, source: Source
 ) -> None:
     milestone(window=dt.timedelta(days=1))
@@ -228,8 +228,43 @@ def test_an_event_after_the_deadline_does_not_achieve_on_time(
     drain(T0 + dt.timedelta(days=1, minutes=2))
 
     progress = Progress.objects.get()
-    assert (progress.state, progress.done) == (ProgressState.MISSED, 0)
-    assert list(MilestoneOutcome.objects.values_list("kind", flat=True)) == ["missed"]
+    assert (progress.state, progress.is_late, progress.missed_at, progress.achieved_at) == (
+        ProgressState.ACHIEVED,
+        True,
+        T0 + dt.timedelta(days=1),
+        T0 + dt.timedelta(days=1, seconds=1),
+    )
+    outcomes = MilestoneOutcome.objects.order_by("id").values_list("kind", "is_late")
+    assert list(outcomes) == [("missed", False), ("achieved", True)]
+
+
+def test_an_earlier_event_that_arrives_late_moves_the_achievement_back(
+    milestone: Make, source: Source
+) -> None:
+    milestone()
+    track(source, "u1", "Page Viewed", T0)  # signs up
+    track(source, "u1", "Task Done", T0 + hours(5))
+    drain(T0 + hours(6))
+    track(source, "u1", "Task Done", T0 + hours(1))  # sent from an offline device
+
+    drain(T0 + hours(7))
+
+    progress = Progress.objects.get()
+    assert (progress.state, progress.achieved_at) == (ProgressState.ACHIEVED, T0 + hours(1))
+    outcome = MilestoneOutcome.objects.get()
+    assert outcome.occurred_at == T0 + hours(1)
+
+
+def test_an_event_a_little_ahead_of_the_server_clock_counts(
+    milestone: Make, source: Source, settings: Any
+) -> None:
+    settings.INGEST_FUTURE_TOLERANCE_SECONDS = 300
+    milestone()
+    track(source, "u1", "Task Done", T0 + dt.timedelta(minutes=4))
+
+    drain(T0)
+
+    assert Progress.objects.get().achieved_at == T0 + dt.timedelta(minutes=4)
 
 
 def test_within_the_grace_period_a_passed_deadline_is_not_yet_missed(

@@ -23,7 +23,7 @@ from milestones.models import (
 )
 from milestones.signals import OutcomeRecord, outcomes_recorded
 from milestones.tasks import reconcile_task
-from tests.factories import CustomerFactory
+from tests.factories import CustomerFactory, EventFactory
 from tests.milestones.conftest import T0
 
 pytestmark = pytest.mark.django_db
@@ -226,3 +226,35 @@ def test_the_reconciler_wakes_the_evaluator_only_for_old_pending_rows(
 
     assert woken == [True]
     assert Customer.objects.count() == 0
+
+
+def test_a_subject_who_did_it_after_the_deadline_is_queued_for_its_late_achievement(
+    milestone: Make,
+) -> None:
+    definition = milestone(window=DAY)
+    late, idle = open_rows(definition, T0 - DAY, T0 - DAY)
+    customer = Customer.objects.get(pk=late.subject_id)
+    EventFactory(customer=customer, name="Task Done", occurred_at=T0 - DAY + dt.timedelta(hours=1))
+    EventFactory(customer=customer, name="Other", occurred_at=T0)
+    other = Customer.objects.get(pk=idle.subject_id)
+    EventFactory(customer=other, name="Task Done", occurred_at=T0 - 2 * DAY)  # before: not late
+
+    sweep.deadlines_sweep(now=T0)
+
+    assert list(PendingEvaluation.objects.values_list("subject_id", flat=True)) == [customer.pk]
+    with time_machine.travel(T0, tick=False):
+        pending_evaluate()
+    kinds = MilestoneOutcome.objects.filter(subject_id=customer.pk).order_by("id")
+    assert list(kinds.values_list("kind", "is_late")) == [("missed", False), ("achieved", True)]
+
+
+def test_the_portable_sweep_queues_late_achievers_too(milestone: Make) -> None:
+    definition = milestone(window=DAY)
+    (late,) = open_rows(definition, T0 - DAY)
+    customer = Customer.objects.get(pk=late.subject_id)
+    EventFactory(customer=customer, name="Task Done", occurred_at=T0 - DAY + dt.timedelta(hours=1))
+
+    with transaction.atomic():
+        sweep._sweep_batch_orm(T0, 10, T0)
+
+    assert list(PendingEvaluation.objects.values_list("subject_id", flat=True)) == [customer.pk]
