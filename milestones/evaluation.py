@@ -214,11 +214,11 @@ class _Run:
     def evaluate(self, wanted: Mapping[int, set[int]]) -> Summary:
         versions = [self.registry.versions[v] for v in sorted(wanted)]
         subjects = self._subjects(versions, wanted)
-        rows = self._lock(versions, wanted, subjects)
         anchors = self._anchors(versions, wanted, subjects)
-        started = self._start(versions, wanted, rows, anchors)
-        self.started = set(started)
-        rows.update(started)
+        # Insert every started pair, then lock every pair, each in one statement in
+        # (version, subject) order: two workers never hold locks out of that order.
+        self.started = self._start(versions, wanted, anchors)
+        rows = self._lock(versions, wanted, subjects)
         self.summary.pairs = sum(len(ids) for ids in wanted.values())
         if rows:
             self._evaluate_rows(versions, rows, subjects, anchors)
@@ -280,10 +280,11 @@ class _Run:
         self,
         versions: Sequence[CompiledVersion],
         wanted: Mapping[int, set[int]],
-        rows: Mapping[Pair, Row],
         anchors: Mapping[Pair, dt.datetime],
-    ) -> dict[Pair, Row]:
-        """Create the progress rows of pairs whose clock has started, then lock them."""
+    ) -> set[Pair]:
+        """Create the progress rows of pairs whose clock has started; returns those this
+        transaction created (a row that exists, or that another worker creates first, is
+        left alone)."""
         new = [
             Row(
                 id=None,
@@ -298,13 +299,9 @@ class _Run:
             )
             for version in versions
             for s in sorted(wanted[version.id])
-            if (version.id, s) in anchors and (version.id, s) not in rows
+            if (version.id, s) in anchors
         ]
-        if not new:
-            return {}
-        sql.progress_insert(new)
-        locked = sql.progress_lock([(row.version_id, row.subject_id) for row in new])
-        return {(row.version_id, row.subject_id): row for row in locked}
+        return sql.progress_insert(new) if new else set()
 
     # -- evaluating ------------------------------------------------------------------------
 
@@ -376,6 +373,10 @@ class _Run:
         original = {name: getattr(row, name) for name in _PROGRESS_FIELDS}
         found = events.get(row.subject_id, ())
         if row.state == ProgressState.ACHIEVED:
+            if version.window is None and anchor is not None and anchor < row.anchor_at:
+                # With no deadline an earlier anchor only adds counted events: nothing
+                # already handed on is contradicted, so the row follows history.
+                row.anchor_at = anchor
             self._refine(version, row, subject, found, milestones)
         elif row.state == ProgressState.MISSED:
             self._judge(version, row, subject, found, milestones)

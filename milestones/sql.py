@@ -182,15 +182,23 @@ def _progress_values(row: Row) -> dict[str, Any]:
     return {name: getattr(row, name) for name, _ in PROGRESS_COLUMNS}
 
 
-def progress_insert(rows: Sequence[Row]) -> None:
-    """Insert new progress rows; a row another transaction inserted first is left to it."""
+def progress_insert(rows: Sequence[Row]) -> set[tuple[int, int]]:
+    """Insert new progress rows in (version, subject) order; a row that exists, or that
+    another transaction inserts first, is left to it. Returns the pairs inserted here."""
     if connection.vendor != "postgresql":
+        existing = set(
+            Progress.objects.filter(
+                version_id__in={row.version_id for row in rows},
+                subject_id__in={row.subject_id for row in rows},
+            ).values_list("version_id", "subject_id")
+        )
         fields = [name for name in _ROW_FIELDS if name != "id"]
+        fresh = [row for row in rows if (row.version_id, row.subject_id) not in existing]
         Progress.objects.bulk_create(
-            [Progress(**{name: getattr(row, name) for name in fields}) for row in rows],
+            [Progress(**{name: getattr(row, name) for name in fields}) for row in fresh],
             ignore_conflicts=True,
         )
-        return
+        return {(row.version_id, row.subject_id) for row in fresh}
     columns = (*_KEY_COLUMNS, *PROGRESS_COLUMNS)
     names = ", ".join(name for name, _ in columns)
     document = [
@@ -204,12 +212,14 @@ def progress_insert(rows: Sequence[Row]) -> None:
         }
         for row in rows
     ]
-    _execute(
+    inserted = _execute(
         f"INSERT INTO {_PROGRESS} ({names}) SELECT {names}"  # noqa: S608
         f" FROM jsonb_to_recordset(%s::jsonb) AS r({_record_type(columns)})"
-        " ORDER BY version_id, subject_id ON CONFLICT (version_id, subject_id) DO NOTHING",
+        " ORDER BY version_id, subject_id ON CONFLICT (version_id, subject_id) DO NOTHING"
+        " RETURNING version_id, subject_id",
         [_document(document)],
     )
+    return {(int(v), int(s)) for v, s in inserted}
 
 
 def progress_write(rows: Sequence[Row]) -> None:

@@ -23,7 +23,11 @@ def evaluate_task(rounds: int = 20) -> int:
 
 @shared_task(name="milestones.deadlines_sweep", ignore_result=True)
 def deadlines_sweep_task() -> int:
-    return sweep.deadlines_sweep().missed
+    missed = sweep.deadlines_sweep().missed
+    if missed:
+        # Subjects who acted after their deadline were queued for their late achievement.
+        evaluate_task.delay()
+    return missed
 
 
 @shared_task(name="milestones.progress_start", ignore_result=True)

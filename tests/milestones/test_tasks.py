@@ -18,7 +18,8 @@ from customers.ingest.service import events_ingest
 from customers.models import Source
 from milestones.models import MilestoneDefinition, PendingEvaluation, Progress
 from milestones.registry import registry
-from milestones.tasks import evaluate_task
+from milestones.sweep import progress_start
+from milestones.tasks import deadlines_sweep_task, evaluate_task
 from tests.factories import SourceFactory
 from tests.milestones.conftest import T0
 
@@ -118,3 +119,24 @@ def test_a_long_queue_is_handed_over_to_a_fresh_task_after_its_rounds(
 
     assert woken == [True]
     assert PendingEvaluation.objects.count() == 1
+
+
+def test_a_sweep_that_records_misses_wakes_the_evaluator_for_late_achievers(
+    milestone: Make, woken: list[bool], settings: Any
+) -> None:
+    settings.MILESTONES_SWEEP_GRACE_SECONDS = 0
+    milestone(window=dt.timedelta(days=1))
+    source = SourceFactory()
+    ingest(source, ("u1", "Page Viewed"))
+    with time_machine.travel(T0 + dt.timedelta(minutes=1), tick=False):
+        evaluate_task()  # starts nothing: Page Viewed is not read by the milestone
+    with time_machine.travel(T0 + dt.timedelta(minutes=2), tick=False):
+        progress_start()
+        evaluate_task()
+    assert woken == []
+
+    with time_machine.travel(T0 + dt.timedelta(days=2), tick=False):
+        assert deadlines_sweep_task() == 1
+        assert deadlines_sweep_task() == 0
+
+    assert woken == [True]
