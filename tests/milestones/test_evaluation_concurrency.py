@@ -39,6 +39,7 @@ from milestones.registry import CompiledVersion, registry
 from milestones.signals import OutcomeRecord, outcomes_recorded
 from milestones.tasks import progress_start_task
 from tests.factories import SourceFactory
+from tests.milestones.conftest import T0
 from tests.milestones.oracle import (
     ORDER,
     REPORT,
@@ -56,7 +57,6 @@ from tests.milestones.oracle import (
     progress_state,
     stored_calls,
 )
-from tests.milestones.conftest import T0
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

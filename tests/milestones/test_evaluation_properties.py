@@ -39,6 +39,7 @@ from milestones.evaluation import pairs_evaluate, pending_evaluate
 from milestones.models import MilestoneOutcome, PendingEvaluation, Progress
 from milestones.registry import CompiledVersion, registry
 from tests.factories import CustomerFactory, SourceFactory
+from tests.milestones.conftest import T0
 from tests.milestones.oracle import (
     NAMES,
     ORDER,
@@ -53,7 +54,6 @@ from tests.milestones.oracle import (
     progress_state,
     stored_calls,
 )
-from tests.milestones.conftest import T0
 
 pytestmark = pytest.mark.django_db
 
