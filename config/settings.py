@@ -208,6 +208,8 @@ MILESTONES_SWEEP_GRACE_SECONDS: int = env.int("MILESTONES_SWEEP_GRACE_SECONDS", 
 MILESTONES_SWEEP_BATCH: int = env.int("MILESTONES_SWEEP_BATCH", default=20_000)
 # Pending evaluations older than this are re-enqueued by the reconciler.
 MILESTONES_RECONCILE_AFTER_SECONDS: int = env.int("MILESTONES_RECONCILE_AFTER_SECONDS", default=30)
+# Chunks of a backfill evaluated at once, each on its own database connection.
+MILESTONES_BACKFILL_WORKERS: int = env.int("MILESTONES_BACKFILL_WORKERS", default=2)
 MILESTONES_TRIAL_PLANS: list[str] = env.list("MILESTONES_TRIAL_PLANS", default=["trial"])
 MILESTONES_DEFAULT_STAGE: str = env.str("MILESTONES_DEFAULT_STAGE", default="new")
 # Django's own request body cap must admit a full batch.

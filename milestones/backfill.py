@@ -55,10 +55,6 @@ from milestones.evaluation import (
 from milestones.models import (
     Backfill,
     BackfillStatus,
-    ChangeAction,
-    DefinitionChange,
-    DefinitionStatus,
-    MilestoneDefinition,
     MilestoneOutcome,
     MilestoneVersion,
     OutcomeKind,
@@ -80,26 +76,6 @@ _CATCH_UP_SLACK: Final = dt.timedelta(hours=1)
 
 Progressed = Callable[[Backfill], None]
 T = TypeVar("T")
-
-
-def backfill_create(*, definition: MilestoneDefinition, user: Any = None) -> Backfill:
-    """A queued backfill of the active version, with its change-control row, not enqueued
-    (the caller runs it in-process); ``services.backfill_request`` is the enqueuing twin."""
-    if definition.status != DefinitionStatus.ACTIVE or definition.active_version_id is None:
-        raise ValueError("only an active milestone can be backfilled")
-    actor = user if user is not None and user.is_authenticated else None
-    with transaction.atomic():
-        backfill = Backfill.objects.create(
-            version_id=definition.active_version_id, requested_by=actor
-        )
-        DefinitionChange.objects.create(
-            definition=definition,
-            version_id=definition.active_version_id,
-            action=ChangeAction.BACKFILL,
-            user=actor,
-            detail={"sync": True},
-        )
-    return backfill
 
 
 def backfill_run(*, backfill_id: int, on_progress: Progressed | None = None) -> Backfill:
@@ -146,7 +122,7 @@ def backfill_run(*, backfill_id: int, on_progress: Progressed | None = None) -> 
 def _workers() -> int:
     """Chunks run at once: PostgreSQL does most of a chunk's work, so two keep a 2-core
     machine busy while this process builds the next chunk's rows."""
-    return max(1, int(getattr(settings, "MILESTONES_BACKFILL_WORKERS", 2)))
+    return max(1, settings.MILESTONES_BACKFILL_WORKERS)
 
 
 def _plan(version: CompiledVersion) -> Plan | None:

@@ -270,8 +270,11 @@ def definition_archive(
     return locked
 
 
-def backfill_request(*, definition: MilestoneDefinition, user: User | None = None) -> Backfill:
-    """Re-run the backfill of the active version (idempotent: outcomes are unique)."""
+def backfill_request(
+    *, definition: MilestoneDefinition, user: User | None = None, enqueue: bool = True
+) -> Backfill:
+    """Re-run the backfill of the active version (idempotent: outcomes are unique). With
+    ``enqueue=False`` the caller runs it in-process (``milestone_backfill --sync``)."""
     from milestones.tasks import backfill_run_task
 
     if definition.status != DefinitionStatus.ACTIVE or definition.active_version_id is None:
@@ -281,8 +284,15 @@ def backfill_request(*, definition: MilestoneDefinition, user: User | None = Non
         backfill = Backfill.objects.create(
             version_id=definition.active_version_id, requested_by=actor
         )
-        _record(definition, ChangeAction.BACKFILL, actor, version=definition.active_version)
-        transaction.on_commit(partial(backfill_run_task.delay, backfill.pk))
+        _record(
+            definition,
+            ChangeAction.BACKFILL,
+            actor,
+            version=definition.active_version,
+            detail={"sync": not enqueue},
+        )
+        if enqueue:
+            transaction.on_commit(partial(backfill_run_task.delay, backfill.pk))
     return backfill
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 
-from milestones.backfill import backfill_create, backfill_run
+from milestones.backfill import backfill_run
 from milestones.models import Backfill, DefinitionStatus, MilestoneDefinition
 from milestones.services import DefinitionInvalid, backfill_request
 
@@ -43,7 +43,7 @@ class Command(BaseCommand):
                 raise CommandError("; ".join(exc.errors.values())) from exc
             self.stdout.write(f"Queued backfill {backfill.pk} of “{key}”.")
             return
-        backfill = backfill_create(definition=definition)
+        backfill = backfill_request(definition=definition, enqueue=False)
         bar = ProgressBar(self.stderr)
         try:
             finished = backfill_run(backfill_id=backfill.pk, on_progress=bar.draw)
