@@ -173,8 +173,14 @@ class ProgressState(models.TextChoices):
 class Progress(models.Model):
     """One subject's state on one version: the row the sweep and the evaluator share."""
 
-    version = models.ForeignKey(MilestoneVersion, on_delete=models.PROTECT, related_name="+")
-    definition = models.ForeignKey(MilestoneDefinition, on_delete=models.PROTECT, related_name="+")
+    # No database-level FK constraints (as on Event): the deferred per-row checks cost as
+    # much as the sweep's and backfill's writes, and versions are never deleted (PROTECT).
+    version = models.ForeignKey(
+        MilestoneVersion, on_delete=models.PROTECT, related_name="+", db_constraint=False
+    )
+    definition = models.ForeignKey(
+        MilestoneDefinition, on_delete=models.PROTECT, related_name="+", db_constraint=False
+    )
     unit = models.CharField(max_length=16, choices=Unit.choices)
     subject_id = models.BigIntegerField()
     state = models.CharField(
@@ -232,8 +238,12 @@ class MilestoneOutcome(models.Model):
     version: ``kind=achieved`` with ``is_late``.
     """
 
-    version = models.ForeignKey(MilestoneVersion, on_delete=models.PROTECT, related_name="+")
-    definition = models.ForeignKey(MilestoneDefinition, on_delete=models.PROTECT, related_name="+")
+    version = models.ForeignKey(
+        MilestoneVersion, on_delete=models.PROTECT, related_name="+", db_constraint=False
+    )
+    definition = models.ForeignKey(
+        MilestoneDefinition, on_delete=models.PROTECT, related_name="+", db_constraint=False
+    )
     unit = models.CharField(max_length=16, choices=Unit.choices)
     subject_id = models.BigIntegerField()
     kind = models.CharField(max_length=16, choices=OutcomeKind.choices)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Final
 
 import orjson
@@ -50,7 +50,8 @@ _OUTCOME = MilestoneOutcome._meta.db_table
 _PENDING = PendingEvaluation._meta.db_table
 
 
-def _execute(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+def execute(sql: str, params: Sequence[Any] | Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """Run ``sql`` on PostgreSQL with server-side binding and binary results."""
     connection.ensure_connection()
     wrap = connection._prepare_cursor  # type: ignore[attr-defined]
     with wrap(_BinaryCursor(connection.connection)) as cursor:
@@ -124,7 +125,7 @@ def progress_lock(pairs: Collection[tuple[int, int]]) -> list[Row]:
             )
         return found
     names = ", ".join(f"p.{name}" for name in _ROW_FIELDS)
-    rows = _execute(
+    rows = execute(
         f"SELECT {names} FROM {_PROGRESS} p"  # noqa: S608
         " JOIN unnest(%s::bigint[], %s::bigint[]) AS t(v, s)"
         " ON p.version_id = t.v AND p.subject_id = t.s"
@@ -147,7 +148,7 @@ def events_fetch(
         ).values_list(column, "customer_id", "name", "occurred_at", "properties")
         return list(query)
     assert column in ("customer_id", "account_id")  # noqa: S101 - never user input
-    return _execute(
+    return execute(
         f"SELECT {column}, customer_id, name, occurred_at, properties"  # noqa: S608
         f" FROM {Event._meta.db_table} WHERE {column} = ANY(%s) AND name = ANY(%s)"
         " AND occurred_at >= %s",
@@ -171,7 +172,7 @@ def pending_insert(pairs: Collection[tuple[int, int]], at: dt.datetime) -> None:
             batch_size=1000,
         )
         return
-    _execute(
+    execute(
         f"INSERT INTO {_PENDING} (version_id, subject_id, created_at)"  # noqa: S608
         " SELECT v, s, %s FROM unnest(%s::bigint[], %s::bigint[]) AS t(v, s)",
         [at, [v for v, _ in ordered], [s for _, s in ordered]],
@@ -212,7 +213,7 @@ def progress_insert(rows: Sequence[Row]) -> set[tuple[int, int]]:
         }
         for row in rows
     ]
-    inserted = _execute(
+    inserted = execute(
         f"INSERT INTO {_PROGRESS} ({names}) SELECT {names}"  # noqa: S608
         f" FROM jsonb_to_recordset(%s::jsonb) AS r({_record_type(columns)})"
         " ORDER BY version_id, subject_id ON CONFLICT (version_id, subject_id) DO NOTHING"
@@ -233,7 +234,7 @@ def progress_write(rows: Sequence[Row]) -> None:
     columns = (("id", "bigint"), *PROGRESS_COLUMNS)
     assignments = ", ".join(f"{name} = r.{name}" for name, _ in PROGRESS_COLUMNS)
     document = [{"id": row.id, **_progress_values(row)} for row in rows]
-    _execute(
+    execute(
         f"UPDATE {_PROGRESS} AS p SET {assignments}"  # noqa: S608
         f" FROM jsonb_to_recordset(%s::jsonb) AS r({_record_type(columns)}) WHERE p.id = r.id",
         [_document(document)],
@@ -260,7 +261,7 @@ def outcomes_insert(outcomes: Sequence[MilestoneOutcome]) -> None:
     )
     names = ", ".join(name for name, _ in columns)
     document = [{name: getattr(o, name) for name, _ in columns} for o in outcomes]
-    returned = _execute(
+    returned = execute(
         f"INSERT INTO {_OUTCOME} ({names}, xact_id)"  # noqa: S608
         f" SELECT {names}, pg_current_xact_id()::text::bigint"
         f" FROM jsonb_to_recordset(%s::jsonb) AS r({_record_type(columns)})"
