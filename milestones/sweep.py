@@ -114,24 +114,24 @@ def _sweep_batch(cutoff: dt.datetime, size: int, now: dt.datetime) -> int:
 
 
 _SWEEP_SQL = """
-WITH candidates AS MATERIALIZED (
-    -- The partial index in deadline order, stopping at the batch size: the cost of a batch
-    -- does not grow with the number of due rows.
-    SELECT p.id, p.version_id, p.subject_id FROM {progress} p
+WITH due AS (
+    -- The partial index in deadline order, stopping at the batch size, so the cost of a batch
+    -- does not grow with the number of due rows. OFFSET 0 keeps the pending check a per-row
+    -- filter: as an anti-join the planner would sort every due row instead.
+    SELECT p.id FROM {progress} p
     WHERE p.state = 'in_progress' AND p.deadline_at IS NOT NULL AND p.deadline_at < %(cutoff)s
+      AND NOT EXISTS (
+          SELECT 1 FROM {pending} q
+          WHERE q.version_id = p.version_id AND q.subject_id = p.subject_id
+          OFFSET 0
+      )
     ORDER BY p.deadline_at
     LIMIT %(size)s
     FOR UPDATE SKIP LOCKED
-), due AS (
-    SELECT c.id FROM candidates c
-    WHERE NOT EXISTS (
-        SELECT 1 FROM {pending} q
-        WHERE q.version_id = c.version_id AND q.subject_id = c.subject_id
-    )
 ), missed AS (
     UPDATE {progress} p
     SET state = 'missed', missed_at = p.deadline_at, updated_at = %(now)s
-    FROM due WHERE p.id = due.id
+    WHERE p.id = ANY(ARRAY(SELECT id FROM due))  -- by primary key, never a scan of the table
     RETURNING p.version_id, p.definition_id, p.unit, p.subject_id, p.deadline_at
 ), late AS (
     -- Subjects that did it after the deadline (before this sweep): the evaluator records
