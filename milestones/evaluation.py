@@ -140,21 +140,35 @@ def pending_evaluate(*, limit: int | None = None) -> Summary:
 
 
 def _claim(limit: int) -> set[Pair]:
+    """Take up to ``limit`` pending rows, and every other pending row of the same pairs: a
+    busy subject's pair is queued once per ingested batch, and one evaluation answers all."""
     table = PendingEvaluation._meta.db_table
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} ORDER BY id"  # noqa: S608
-                " LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING version_id, subject_id",
-                [limit],
-            )
-        else:  # SQLite has one writer at a time: nothing to skip.
+    if connection.vendor != "postgresql":  # SQLite has one writer at a time: nothing to skip.
+        with connection.cursor() as cursor:
             cursor.execute(
                 f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} ORDER BY id"  # noqa: S608
                 " LIMIT %s) RETURNING version_id, subject_id",
                 [limit],
             )
-        return {(int(v), int(s)) for v, s in cursor.fetchall()}
+            pairs = {(int(v), int(s)) for v, s in cursor.fetchall()}
+        for version_id, subject_id in pairs:
+            PendingEvaluation.objects.filter(version_id=version_id, subject_id=subject_id).delete()
+        return pairs
+    claimed = sql.execute(
+        f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} ORDER BY id"  # noqa: S608
+        " LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING version_id, subject_id",
+        [limit],
+    )
+    pairs = {(int(v), int(s)) for v, s in claimed}
+    if pairs:
+        ordered = sorted(pairs)
+        sql.execute(
+            f"DELETE FROM {table} WHERE id IN (SELECT q.id FROM {table} q"  # noqa: S608
+            " JOIN unnest(%s::bigint[], %s::bigint[]) AS t(v, s)"
+            " ON q.version_id = t.v AND q.subject_id = t.s FOR UPDATE OF q SKIP LOCKED)",
+            [[v for v, _ in ordered], [s for _, s in ordered]],
+        )
+    return pairs
 
 
 def pending_oldest_age(now: dt.datetime | None = None) -> dt.timedelta | None:

@@ -15,7 +15,8 @@ from django.test.utils import CaptureQueriesContext
 
 from customers.ingest.parsing import Limits, parse_batch
 from customers.ingest.service import events_ingest
-from customers.models import Source
+from customers.models import Customer, Source
+from milestones.evaluation import pending_evaluate
 from milestones.models import MilestoneDefinition, PendingEvaluation, Progress
 from milestones.registry import registry
 from milestones.sweep import progress_start
@@ -140,3 +141,19 @@ def test_a_sweep_that_records_misses_wakes_the_evaluator_for_late_achievers(
         assert deadlines_sweep_task() == 0
 
     assert woken == [True]
+
+
+def test_one_claim_answers_every_pending_row_of_its_pairs(milestone: Make) -> None:
+    milestone()
+    source = SourceFactory()
+    for _ in range(3):  # a busy customer: one pending row per ingested batch
+        ingest(source, ("u1", "Task Done"))
+    ingest(source, ("u2", "Task Done"))
+
+    with time_machine.travel(T0 + dt.timedelta(minutes=1), tick=False):
+        summary = pending_evaluate(limit=1)
+
+    assert summary.pairs == 1
+    second = Customer.objects.get(external_id="u2")
+    assert list(PendingEvaluation.objects.values_list("subject_id", flat=True)) == [second.pk]
+    assert Progress.objects.get().subject_id == Customer.objects.get(external_id="u1").pk
