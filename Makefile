@@ -24,9 +24,10 @@ $(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed-dev
 
 demo: $(VENV)/.installed-demo
-	mkdir -p var/broker/queue var/broker/processed
+	mkdir -p var/broker/queue var/broker/processed var/broker/control
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --noinput
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py demo_seed
+	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py milestones_demo_seed
 	DEBUG=$${DEBUG:-1} DEMO_QUEUES=$(DEMO_QUEUES) PATH="$(CURDIR)/$(BIN):$$PATH" \
 		$(BIN)/honcho --procfile Procfile.demo start
 
