@@ -5,30 +5,49 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('milestones', '0001_initial'),
+        ("milestones", "0001_initial"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='milestoneoutcome',
-            name='definition',
-            field=models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='milestones.milestonedefinition'),
+            model_name="milestoneoutcome",
+            name="definition",
+            field=models.ForeignKey(
+                db_constraint=False,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="milestones.milestonedefinition",
+            ),
         ),
         migrations.AlterField(
-            model_name='milestoneoutcome',
-            name='version',
-            field=models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='milestones.milestoneversion'),
+            model_name="milestoneoutcome",
+            name="version",
+            field=models.ForeignKey(
+                db_constraint=False,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="milestones.milestoneversion",
+            ),
         ),
         migrations.AlterField(
-            model_name='progress',
-            name='definition',
-            field=models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='milestones.milestonedefinition'),
+            model_name="progress",
+            name="definition",
+            field=models.ForeignKey(
+                db_constraint=False,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="milestones.milestonedefinition",
+            ),
         ),
         migrations.AlterField(
-            model_name='progress',
-            name='version',
-            field=models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='milestones.milestoneversion'),
+            model_name="progress",
+            name="version",
+            field=models.ForeignKey(
+                db_constraint=False,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="milestones.milestoneversion",
+            ),
         ),
     ]
