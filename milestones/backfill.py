@@ -46,7 +46,6 @@ from milestones.evaluation import (
     _UTC,
     Subject,
     _deadline,
-    _detail,
     _Run,
     outcomes_publish,
     pairs_evaluate,
@@ -63,7 +62,7 @@ from milestones.models import (
 )
 from milestones.registry import CompiledVersion, Registry, compile_version, registry
 from milestones.signals import OutcomeRecord
-from milestones.sql import Row
+from milestones.sql import PROGRESS_COLUMNS, Row
 from milestones.stages import stages_refresh
 
 logger = logging.getLogger(__name__)
@@ -232,21 +231,7 @@ def _advance(
 
 # --- The SQL path -------------------------------------------------------------------------
 
-_FIELDS: Final = (
-    "state",
-    "anchor_at",
-    "deadline_at",
-    "achieved_at",
-    "missed_at",
-    "is_late",
-    "done",
-    "total",
-    "label",
-    "detail",
-    "ineligible_reason",
-    "evaluated_at",
-    "updated_at",
-)
+_FIELDS: Final = tuple(name for name, _ in PROGRESS_COLUMNS)  # what the evaluator writes
 _TABLES: Final = {
     "event": Event._meta.db_table,
     "customer": Customer._meta.db_table,
@@ -270,7 +255,7 @@ class _FromSql(_Run):
         range_end, by_end, by_last = self.results[subject_id]
         return by_end if end == range_end else by_last
 
-    def _result(
+    def condition_result(
         self,
         version: CompiledVersion,
         row: Row,
@@ -279,28 +264,7 @@ class _FromSql(_Run):
         milestones: Mapping[str, dt.datetime],
         end: dt.datetime,
     ) -> Result:
-        result = self._found(row.subject_id, end)
-        row.done, row.total = result.progress.done, result.progress.total
-        row.label = result.progress.label[:300]
-        row.detail = _detail(result)
-        row.ineligible_reason = ""
-        return result
-
-    def _refine(
-        self,
-        version: CompiledVersion,
-        row: Row,
-        subject: Subject,
-        events: Sequence[EventFact],
-        milestones: Mapping[str, dt.datetime],
-    ) -> None:
-        assert row.achieved_at is not None  # noqa: S101 - achieved rows have the moment
-        earlier = self._found(row.subject_id, row.achieved_at).achieved_at
-        if earlier is not None and earlier < row.achieved_at:
-            row.achieved_at = earlier
-            MilestoneOutcome.objects.filter(
-                version_id=version.id, subject_id=row.subject_id, kind=OutcomeKind.ACHIEVED
-            ).update(occurred_at=earlier)
+        return self._found(row.subject_id, end)
 
 
 @dataclasses.dataclass(slots=True)

@@ -413,6 +413,27 @@ class _Run:
         row.evaluated_at = row.updated_at = self.now
         return True
 
+    def condition_result(
+        self,
+        version: CompiledVersion,
+        row: Row,
+        subject: Subject,
+        events: Sequence[EventFact],
+        milestones: Mapping[str, dt.datetime],
+        end: dt.datetime,
+    ) -> Result:
+        """The condition over ``[anchor, end]``. The SQL backfill overrides this one method
+        to answer from its aggregation; every rule about states stays here."""
+        facts = Facts(
+            events=events,
+            zone=subject.zone,
+            start=min(row.anchor_at, end),
+            end=end,
+            traits=subject.traits,
+            milestones=milestones,
+        )
+        return evaluate(version.condition, facts)
+
     def _result(
         self,
         version: CompiledVersion,
@@ -422,15 +443,7 @@ class _Run:
         milestones: Mapping[str, dt.datetime],
         end: dt.datetime,
     ) -> Result:
-        facts = Facts(
-            events=events,
-            zone=subject.zone,
-            start=min(row.anchor_at, end),
-            end=end,
-            traits=subject.traits,
-            milestones=milestones,
-        )
-        result = evaluate(version.condition, facts)
+        result = self.condition_result(version, row, subject, events, milestones, end)
         row.done, row.total = result.progress.done, result.progress.total
         row.label = result.progress.label[:300]
         row.detail = _detail(result)
@@ -485,15 +498,8 @@ class _Run:
         """An achieved row stays achieved; an earlier event that arrived late can only move
         the moment of achievement back, on the progress row and on its outcome."""
         assert row.achieved_at is not None  # noqa: S101 - achieved rows have the moment
-        facts = Facts(
-            events=events,
-            zone=subject.zone,
-            start=min(row.anchor_at, row.achieved_at),
-            end=row.achieved_at,
-            traits=subject.traits,
-            milestones=milestones,
-        )
-        earlier = evaluate(version.condition, facts).achieved_at
+        end = row.achieved_at
+        earlier = self.condition_result(version, row, subject, events, milestones, end).achieved_at
         if earlier is not None and earlier < row.achieved_at:
             row.achieved_at = earlier
             MilestoneOutcome.objects.filter(
