@@ -54,6 +54,7 @@ pytest: install
 
 bench: install
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/milestones.py
 
 clean:
 	rm -rf $(VENV) var
