@@ -155,17 +155,18 @@ def _claim(limit: int) -> set[Pair]:
             PendingEvaluation.objects.filter(version_id=version_id, subject_id=subject_id).delete()
         return pairs
     claimed = sql.execute(
-        f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} ORDER BY id"  # noqa: S608
-        " LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING version_id, subject_id",
+        # = ANY(ARRAY(...)), not IN (...): the planner may turn IN into a scan of the table.
+        f"DELETE FROM {table} WHERE id = ANY(ARRAY(SELECT id FROM {table} ORDER BY id"  # noqa: S608
+        " LIMIT %s FOR UPDATE SKIP LOCKED)) RETURNING version_id, subject_id",
         [limit],
     )
     pairs = {(int(v), int(s)) for v, s in claimed}
     if pairs:
         ordered = sorted(pairs)
         sql.execute(
-            f"DELETE FROM {table} WHERE id IN (SELECT q.id FROM {table} q"  # noqa: S608
+            f"DELETE FROM {table} WHERE id = ANY(ARRAY(SELECT q.id FROM {table} q"  # noqa: S608
             " JOIN unnest(%s::bigint[], %s::bigint[]) AS t(v, s)"
-            " ON q.version_id = t.v AND q.subject_id = t.s FOR UPDATE OF q SKIP LOCKED)",
+            " ON q.version_id = t.v AND q.subject_id = t.s FOR UPDATE OF q SKIP LOCKED))",
             [[v for v, _ in ordered], [s for _, s in ordered]],
         )
     return pairs

@@ -175,11 +175,20 @@ class Progress(models.Model):
 
     # No database-level FK constraints (as on Event): the deferred per-row checks cost as
     # much as the sweep's and backfill's writes, and versions are never deleted (PROTECT).
+    # No single-column indexes either: the composite indexes below lead with these columns.
     version = models.ForeignKey(
-        MilestoneVersion, on_delete=models.PROTECT, related_name="+", db_constraint=False
+        MilestoneVersion,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
     )
     definition = models.ForeignKey(
-        MilestoneDefinition, on_delete=models.PROTECT, related_name="+", db_constraint=False
+        MilestoneDefinition,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
     )
     unit = models.CharField(max_length=16, choices=Unit.choices)
     subject_id = models.BigIntegerField()
@@ -238,11 +247,20 @@ class MilestoneOutcome(models.Model):
     version: ``kind=achieved`` with ``is_late``.
     """
 
+    # No single-column indexes either: the composite indexes below lead with these columns.
     version = models.ForeignKey(
-        MilestoneVersion, on_delete=models.PROTECT, related_name="+", db_constraint=False
+        MilestoneVersion,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
     )
     definition = models.ForeignKey(
-        MilestoneDefinition, on_delete=models.PROTECT, related_name="+", db_constraint=False
+        MilestoneDefinition,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
     )
     unit = models.CharField(max_length=16, choices=Unit.choices)
     subject_id = models.BigIntegerField()
@@ -279,7 +297,11 @@ class PendingEvaluation(models.Model):
     """
 
     version = models.ForeignKey(
-        MilestoneVersion, on_delete=models.CASCADE, related_name="+", db_constraint=False
+        MilestoneVersion,
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,  # pending_pair leads with it
     )
     subject_id = models.BigIntegerField()
     created_at = models.DateTimeField(default=timezone.now)
@@ -355,7 +377,10 @@ class StageChange(models.Model):
     """History of a customer's lifecycle stage; journeys can react to these."""
 
     customer = models.ForeignKey(
-        "customers.Customer", on_delete=models.CASCADE, related_name="stage_changes"
+        "customers.Customer",
+        on_delete=models.CASCADE,
+        related_name="stage_changes",
+        db_index=False,  # stage_change_customer leads with it
     )
     from_stage = models.CharField(max_length=32)
     to_stage = models.CharField(max_length=32)
