@@ -332,6 +332,7 @@ class _Run:
             by_unit[version.unit].append(version)
         changed: list[Row] = []
         stage_customers: set[int] = set()
+        stage_keys: set[str] = set()
         for unit, unit_versions in by_unit.items():
             pairs = [pair for pair in rows if self.registry.versions[pair[0]].unit == unit]
             if not pairs:
@@ -353,11 +354,17 @@ class _Run:
                     changed.append(row)
                     if unit == Unit.CUSTOMER and (row.state != before or is_new):
                         stage_customers.add(pair[1])
+                        stage_keys.add(version.key)
         if changed:
             sql.progress_write(changed)
         if stage_customers:
             active = {v.id: v.key for v in self.registry.versions.values()}
-            stages_refresh(stage_customers, active_versions=active, cause="milestone evaluation")
+            stages_refresh(
+                stage_customers,
+                active_versions=active,
+                cause="milestone evaluation",
+                changed_keys=stage_keys,
+            )
 
     def _milestones(
         self, versions: Sequence[CompiledVersion], subject_ids: Sequence[int]

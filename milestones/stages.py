@@ -78,12 +78,21 @@ def stage_rules() -> list[StageRule]:
 
 
 def stages_refresh(
-    customer_ids: Collection[int], *, active_versions: Mapping[int, str], cause: str
+    customer_ids: Collection[int],
+    *,
+    active_versions: Mapping[int, str],
+    cause: str,
+    changed_keys: Collection[str] | None = None,
 ) -> list[StageChangeRecord]:
     """Recompute the stage of ``customer_ids`` from their progress on ``active_versions``
     (version id -> milestone key). Runs in the caller's transaction; customers are locked in
-    id order so two workers never write one customer's stage from stale states."""
+    id order so two workers never write one customer's stage from stale states. When the
+    caller says which milestones changed, nothing is read unless a rule names one of them."""
     rules = stage_rules() if customer_ids else []
+    if changed_keys is not None:
+        named = {key for rule in rules for key, _ in rule.requirements}
+        if named.isdisjoint(changed_keys):
+            return []
     if not rules:
         return []
     ids = sorted(set(customer_ids))

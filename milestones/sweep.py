@@ -108,7 +108,12 @@ def _sweep_batch(cutoff: dt.datetime, size: int, now: dt.datetime) -> int:
     customers = {r.subject_id for r in records if r.unit == Unit.CUSTOMER}
     if customers:
         active = {v.id: v.key for v in found.versions.values()}
-        stages_refresh(customers, active_versions=active, cause="milestone missed")
+        stages_refresh(
+            customers,
+            active_versions=active,
+            cause="milestone missed",
+            changed_keys={r.key for r in records},
+        )
     outcomes_publish(records)
     return len(rows)
 

@@ -15,7 +15,7 @@ from milestones.conditions import ConditionError
 from milestones.evaluation import pairs_evaluate
 from milestones.models import LifecycleStage, MilestoneDefinition, StageChange
 from milestones.signals import StageChangeRecord, stage_changed
-from milestones.stages import StageRule, parse_stage_rules, stage_for
+from milestones.stages import StageRule, parse_stage_rules, stage_for, stages_refresh
 from milestones.sweep import deadlines_sweep
 from tests.factories import CustomerFactory, EventFactory
 from tests.milestones.conftest import T0
@@ -155,4 +155,18 @@ def test_without_stage_rules_nothing_is_written(milestone: Make) -> None:
         pairs_evaluate([(definition.active_version_id, customer.pk)])  # type: ignore[list-item]
 
     assert Customer.objects.get().lifecycle_stage == "new"
+    assert not StageChange.objects.exists()
+
+
+def test_a_change_to_a_milestone_no_rule_names_reads_and_writes_no_stage(
+    milestone: Make, stages: None, django_assert_num_queries: Any
+) -> None:
+    customer = CustomerFactory(created_at=T0)
+
+    with django_assert_num_queries(1):  # the rules, and nothing else
+        changes = stages_refresh(
+            [customer.pk], active_versions={}, cause="test", changed_keys={"unrelated"}
+        )
+
+    assert changes == []
     assert not StageChange.objects.exists()
