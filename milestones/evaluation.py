@@ -337,13 +337,16 @@ class _Run:
             pairs = [pair for pair in rows if self.registry.versions[pair[0]].unit == unit]
             if not pairs:
                 continue
-            events = _events(unit, unit_versions, pairs, rows, anchors)
+            by_name = _by_name(_events(unit, unit_versions, pairs, rows, anchors))
             milestones_of = self._milestones(unit_versions, sorted({s for _, s in pairs}))
             for pair in sorted(pairs):
                 version = self.registry.versions[pair[0]]
                 row = rows[pair]
                 subject = subjects[(unit, pair[1])]
                 milestones = milestones_of.get(pair[1], {})
+                # Only the events this version reads: the pure core scans what it is given.
+                named = by_name.get(pair[1], {})
+                events = {pair[1]: [e for name in version.event_names for e in named.get(name, ())]}
                 before = row.state
                 is_new = pair in self.started
                 if (
@@ -664,6 +667,18 @@ def _events(
         min(rows[pair].anchor_at, anchors.get(pair, rows[pair].anchor_at)) for pair in pairs
     )
     return events_load(unit, names, sorted({s for _, s in pairs}), since)
+
+
+def _by_name(
+    events: Mapping[int, list[EventFact]],
+) -> dict[int, dict[str, list[EventFact]]]:
+    grouped: dict[int, dict[str, list[EventFact]]] = {}
+    for subject_id, facts in events.items():
+        names: dict[str, list[EventFact]] = defaultdict(list)
+        for fact in facts:
+            names[fact.name].append(fact)
+        grouped[subject_id] = names
+    return grouped
 
 
 def events_load(
