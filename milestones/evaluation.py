@@ -140,8 +140,9 @@ def pending_evaluate(*, limit: int | None = None) -> Summary:
 
 
 def _claim(limit: int) -> set[Pair]:
-    """Take up to ``limit`` pending rows, and every other pending row of the same pairs: a
-    busy subject's pair is queued once per ingested batch, and one evaluation answers all."""
+    """Take up to ``limit`` pending rows, then every other pending row of the same subjects
+    on any active milestone of their unit: one claim reads a subject's history once for all
+    its milestones, and a busy pair queued by several ingested batches is evaluated once."""
     table = PendingEvaluation._meta.db_table
     if connection.vendor != "postgresql":  # SQLite has one writer at a time: nothing to skip.
         with connection.cursor() as cursor:
@@ -161,15 +162,31 @@ def _claim(limit: int) -> set[Pair]:
         [limit],
     )
     pairs = {(int(v), int(s)) for v, s in claimed}
-    if pairs:
-        ordered = sorted(pairs)
-        sql.execute(
-            f"DELETE FROM {table} WHERE id = ANY(ARRAY(SELECT q.id FROM {table} q"  # noqa: S608
-            " JOIN unnest(%s::bigint[], %s::bigint[]) AS t(v, s)"
-            " ON q.version_id = t.v AND q.subject_id = t.s FOR UPDATE OF q SKIP LOCKED))",
-            [[v for v, _ in ordered], [s for _, s in ordered]],
+    for versions, subjects in _siblings(registry(), pairs):
+        rest = sql.execute(
+            f"DELETE FROM {table} WHERE id = ANY(ARRAY(SELECT id FROM {table}"  # noqa: S608
+            " WHERE subject_id = ANY(%s) AND version_id = ANY(%s) FOR UPDATE SKIP LOCKED))"
+            " RETURNING version_id, subject_id",
+            [subjects, versions],
         )
+        pairs.update((int(v), int(s)) for v, s in rest)
     return pairs
+
+
+def _siblings(found: Registry, pairs: Iterable[Pair]) -> list[tuple[list[int], list[int]]]:
+    """Per unit: (its active versions, the claimed subjects of that unit)."""
+    subjects: dict[bool, set[int]] = defaultdict(set)
+    for version_id, subject_id in pairs:
+        version = found.versions.get(version_id)
+        if version is not None:
+            subjects[version.is_account].add(subject_id)
+    return [
+        (
+            sorted(v.id for v in found.versions.values() if v.is_account == is_account),
+            sorted(ids),
+        )
+        for is_account, ids in sorted(subjects.items())
+    ]
 
 
 def pending_oldest_age(now: dt.datetime | None = None) -> dt.timedelta | None:
@@ -230,10 +247,12 @@ class _Run:
         versions = [self.registry.versions[v] for v in sorted(wanted)]
         subjects = self._subjects(versions, wanted)
         anchors = self._anchors(versions, wanted, subjects)
-        # Insert every started pair, then lock every pair, each in one statement in
-        # (version, subject) order: two workers never hold locks out of that order.
-        self.started = self._start(versions, wanted, anchors)
+        # Lock the existing rows in one ordered statement; a started pair without a row is
+        # judged in memory and inserted once, with its final values (in the same order).
         rows = self._lock(versions, wanted, subjects)
+        fresh = self._fresh(versions, wanted, rows, anchors)
+        self.started = set(fresh)
+        rows.update(fresh)
         self.summary.pairs = sum(len(ids) for ids in wanted.values())
         if rows:
             self._evaluate_rows(versions, rows, subjects, anchors)
@@ -291,17 +310,16 @@ class _Run:
                     anchors.update(((version.id, s), at) for (_, s), at in found.items())
         return anchors
 
-    def _start(
+    def _fresh(
         self,
         versions: Sequence[CompiledVersion],
         wanted: Mapping[int, set[int]],
+        rows: Mapping[Pair, Row],
         anchors: Mapping[Pair, dt.datetime],
-    ) -> set[Pair]:
-        """Create the progress rows of pairs whose clock has started; returns those this
-        transaction created (a row that exists, or that another worker creates first, is
-        left alone)."""
-        new = [
-            Row(
+    ) -> dict[Pair, Row]:
+        """New rows, not yet stored, for pairs whose clock has started."""
+        return {
+            (version.id, s): Row(
                 id=None,
                 version_id=version.id,
                 definition_id=version.definition_id,
@@ -314,9 +332,8 @@ class _Run:
             )
             for version in versions
             for s in sorted(wanted[version.id])
-            if (version.id, s) in anchors
-        ]
-        return sql.progress_insert(new) if new else set()
+            if (version.id, s) in anchors and (version.id, s) not in rows
+        }
 
     # -- evaluating ------------------------------------------------------------------------
 
@@ -358,8 +375,10 @@ class _Run:
                     if unit == Unit.CUSTOMER and (row.state != before or is_new):
                         stage_customers.add(pair[1])
                         stage_keys.add(version.key)
-        if changed:
-            sql.progress_write(changed)
+        stored = [row for row in changed if row.id is not None]
+        if stored:
+            sql.progress_write(stored)
+        self._insert_fresh([row for row in changed if row.id is None])
         if stage_customers:
             active = {v.id: v.key for v in self.registry.versions.values()}
             stages_refresh(
@@ -368,6 +387,33 @@ class _Run:
                 cause="milestone evaluation",
                 changed_keys=stage_keys,
             )
+
+    def _insert_fresh(self, fresh: Sequence[Row]) -> set[Pair]:
+        """Insert new rows with their final values. A pair another worker inserted first
+        lost the race: its judgement here is dropped and the pair is queued again, to be
+        judged against the winner's row. Returns the lost pairs."""
+        if not fresh:
+            return set()
+        inserted = sql.progress_insert(fresh)
+        lost = {(row.version_id, row.subject_id) for row in fresh} - inserted
+        if lost:
+            kept = []
+            for outcome, version in self.outcomes:
+                if (outcome.version_id, outcome.subject_id) not in lost:
+                    kept.append((outcome, version))
+                elif outcome.kind == OutcomeKind.ACHIEVED:
+                    self.summary.achieved -= 1
+                else:
+                    self.summary.missed -= 1
+            self.outcomes = kept
+            self.summary.ineligible -= sum(
+                1
+                for row in fresh
+                if (row.version_id, row.subject_id) in lost
+                and row.state == ProgressState.INELIGIBLE
+            )
+            pending_add(lost)
+        return lost
 
     def _milestones(
         self, versions: Sequence[CompiledVersion], subject_ids: Sequence[int]

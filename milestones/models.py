@@ -293,7 +293,8 @@ class PendingEvaluation(models.Model):
 
     Written in the same transaction as the events that caused it; the evaluator claims and
     deletes rows with ``SKIP LOCKED``; the reconciler re-enqueues the evaluator while old rows
-    remain. Duplicates are allowed (the evaluator merges them).
+    remain. Ingest adds no row for a pair that already waits unclaimed; a duplicate can still
+    appear (a pair claimed while new events arrive) and the evaluator merges them.
     """
 
     version = models.ForeignKey(
@@ -301,13 +302,15 @@ class PendingEvaluation(models.Model):
         on_delete=models.CASCADE,
         related_name="+",
         db_constraint=False,
-        db_index=False,  # pending_pair leads with it
+        db_index=False,  # pending_subject holds it
     )
     subject_id = models.BigIntegerField()
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        indexes = [models.Index(fields=("version", "subject_id"), name="pending_pair")]
+        # Subject first: the evaluator claims all of a subject's waiting pairs together, so
+        # a subject's history is read once per claim, not once per milestone.
+        indexes = [models.Index(fields=("subject_id", "version"), name="pending_subject")]
 
     def __str__(self) -> str:
         return f"subject {self.subject_id} on version {self.version_id}"

@@ -172,10 +172,19 @@ def pending_insert(pairs: Collection[tuple[int, int]], at: dt.datetime) -> None:
             batch_size=1000,
         )
         return
+    # A pair already waiting, unclaimed, needs no second row: lock it FOR KEY SHARE so no
+    # evaluator can claim it (their FOR UPDATE SKIP LOCKED passes over it) until this
+    # transaction's events are committed and visible. A row an evaluator has claimed is
+    # locked FOR UPDATE and skipped here, so the pair gets a new row.
     execute(
-        f"INSERT INTO {_PENDING} (version_id, subject_id, created_at)"  # noqa: S608
-        " SELECT v, s, %s FROM unnest(%s::bigint[], %s::bigint[]) AS t(v, s)",
-        [at, [v for v, _ in ordered], [s for _, s in ordered]],
+        "WITH t(v, s) AS (SELECT * FROM unnest(%s::bigint[], %s::bigint[])),"  # noqa: S608
+        f" held AS MATERIALIZED (SELECT q.version_id, q.subject_id FROM {_PENDING} q"
+        " JOIN t ON q.version_id = t.v AND q.subject_id = t.s"
+        " FOR KEY SHARE OF q SKIP LOCKED)"
+        f" INSERT INTO {_PENDING} (version_id, subject_id, created_at)"
+        " SELECT v, s, %s FROM t WHERE NOT EXISTS"
+        " (SELECT 1 FROM held WHERE held.version_id = t.v AND held.subject_id = t.s)",
+        [[v for v, _ in ordered], [s for _, s in ordered], at],
     )
 
 

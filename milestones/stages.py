@@ -89,12 +89,13 @@ def stages_refresh(
     id order so two workers never write one customer's stage from stale states. When the
     caller says which milestones changed, nothing is read unless a rule names one of them."""
     rules = stage_rules() if customer_ids else []
-    if changed_keys is not None:
-        named = {key for rule in rules for key, _ in rule.requirements}
-        if named.isdisjoint(changed_keys):
-            return []
+    named = {key for rule in rules for key, _ in rule.requirements}
+    if changed_keys is not None and named.isdisjoint(changed_keys):
+        return []
     if not rules:
         return []
+    # Only the milestones a rule names decide a stage: read nothing else.
+    read = [version_id for version_id, key in active_versions.items() if key in named]
     ids = sorted(set(customer_ids))
     current = dict(
         Customer.objects.select_for_update(no_key=True)
@@ -104,7 +105,7 @@ def stages_refresh(
     )
     states: dict[int, dict[str, str]] = {pk: {} for pk in current}
     progress = Progress.objects.filter(
-        unit=Unit.CUSTOMER, subject_id__in=list(current), version_id__in=list(active_versions)
+        unit=Unit.CUSTOMER, subject_id__in=list(current), version_id__in=read
     ).values_list("subject_id", "version_id", "state")
     for subject_id, version_id, state in progress:
         states[subject_id][active_versions[version_id]] = state
