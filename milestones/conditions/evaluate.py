@@ -185,7 +185,15 @@ class _Context:
 
 def _event_count(condition: EventCount, context: _Context) -> Result:
     points = [(moment, None) for moment, _ in context.matching(condition.event, condition.where)]
-    reached = rolling(points, CountTally(), Fraction(condition.at_least), condition.within)
+    if condition.within is None:
+        # Over everything so far the count first reaches N at the N-th moment (ties count).
+        moments = sorted(moment for moment, _ in points)
+        if len(moments) >= condition.at_least:
+            reached = Reached(moments[condition.at_least - 1], condition.at_least)
+        else:
+            reached = Reached(None, len(moments))
+    else:
+        reached = rolling(points, CountTally(), condition.at_least, condition.within)
     return _counted(reached, condition.at_least, f"{condition.event}{_within(condition.within)}")
 
 
@@ -194,7 +202,7 @@ def _distinct_days(condition: DistinctDays, context: _Context) -> Result:
         (moment, context.local_date(moment))
         for moment, _ in context.matching(condition.event, condition.where)
     ]
-    reached = rolling(points, DistinctTally(), Fraction(condition.days), condition.within)
+    reached = rolling(points, DistinctTally(), condition.days, condition.within)
     noun = f"days with {condition.event}{_within(condition.within)}"
     return _counted(reached, condition.days, noun)
 
@@ -224,7 +232,7 @@ def _property_sum(condition: PropertySum, context: _Context) -> Result:
     total = math.ceil(target)
     done = total if reached.at else max(0, min(math.floor(reached.best), total - 1))
     label = (
-        f"{_number(min(reached.best, target))} of {_number(target)} {condition.property}"
+        f"{_number(Fraction(min(reached.best, target)))} of {_number(target)} {condition.property}"
         f" from {condition.event}{_within(condition.within)}"
     )
     return Result(reached.at, Progress(done, total, label))
@@ -236,7 +244,7 @@ def _distinct_count(condition: DistinctCount, context: _Context) -> Result:
         key = _distinct_of(condition.of, fact)
         if key is not None:
             points.append((moment, key))
-    reached = rolling(points, DistinctTally(), Fraction(condition.at_least), condition.within)
+    reached = rolling(points, DistinctTally(), condition.at_least, condition.within)
     noun = "customers" if condition.of == CUSTOMER else f"values of {condition.of}"
     label = f"{noun} with {condition.event}{_within(condition.within)}"
     return _counted(reached, condition.at_least, label)

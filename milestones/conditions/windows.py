@@ -17,6 +17,8 @@ from typing import Generic, Protocol, TypeVar
 Item = TypeVar("Item")
 Item_contra = TypeVar("Item_contra", contravariant=True)
 Point = tuple[dt.datetime, Item]
+#: Counts stay ints (cheap to compare); sums are exact ``Fraction``s.
+Score = int | Fraction
 
 
 class Tally(Protocol[Item_contra]):
@@ -26,7 +28,7 @@ class Tally(Protocol[Item_contra]):
 
     def remove(self, item: Item_contra) -> None: ...
 
-    def score(self) -> Fraction: ...
+    def score(self) -> Score: ...
 
 
 class CountTally:
@@ -39,8 +41,8 @@ class CountTally:
     def remove(self, item: object) -> None:
         self.count -= 1
 
-    def score(self) -> Fraction:
-        return Fraction(self.count)
+    def score(self) -> Score:
+        return self.count
 
 
 class SumTally:
@@ -55,7 +57,7 @@ class SumTally:
     def remove(self, item: Fraction) -> None:
         self.total -= item
 
-    def score(self) -> Fraction:
+    def score(self) -> Score:
         return self.total
 
 
@@ -71,8 +73,8 @@ class DistinctTally:
         if not self.seen[item]:
             del self.seen[item]
 
-    def score(self) -> Fraction:
-        return Fraction(len(self.seen))
+    def score(self) -> Score:
+        return len(self.seen)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -80,7 +82,7 @@ class Reached:
     """The earliest moment a score reached its target, and the best score seen until then."""
 
     at: dt.datetime | None
-    best: Fraction
+    best: Score
 
 
 class _Window(Generic[Item]):
@@ -101,14 +103,14 @@ class _Window(Generic[Item]):
 def rolling(
     points: Iterable[Point[Item]],
     tally: Tally[Item],
-    target: Fraction,
+    target: Score,
     within: dt.timedelta | None = None,
 ) -> Reached:
     """When the tally over ``[t - within, t]`` (or over everything up to ``t``) first reaches
     ``target``, ``t`` being a point's moment; the window is closed at both ends."""
     ordered = sorted(points, key=lambda point: point[0])
     window = _Window(ordered, within)
-    best = Fraction(0)
+    best: Score = 0
     for index, (moment, item) in enumerate(ordered):
         tally.add(item)
         if index + 1 < len(ordered) and ordered[index + 1][0] == moment:
