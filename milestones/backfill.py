@@ -62,7 +62,7 @@ from milestones.models import (
 )
 from milestones.registry import CompiledVersion, Registry, compile_version, registry
 from milestones.signals import OutcomeRecord
-from milestones.sql import PROGRESS_COLUMNS, Row
+from milestones.sql import PROGRESS_COLUMNS, OutcomeRow, Row
 from milestones.stages import stages_refresh
 
 logger = logging.getLogger(__name__)
@@ -466,9 +466,7 @@ RETURNING subject_id
             cursor.execute(sql, params)
             return {subject_id for (subject_id,) in cursor.fetchall()}
 
-    def _outcomes(
-        self, outcomes: Sequence[MilestoneOutcome], now: dt.datetime
-    ) -> list[OutcomeRecord]:
+    def _outcomes(self, outcomes: Sequence[OutcomeRow], now: dt.datetime) -> list[OutcomeRecord]:
         """Record the outcomes; those recorded before (a re-run) are skipped, not repeated."""
         if not outcomes:
             return []

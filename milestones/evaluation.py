@@ -51,7 +51,7 @@ from milestones.models import (
 )
 from milestones.registry import CompiledVersion, Registry, registry
 from milestones.signals import OutcomeRecord, outcomes_recorded
-from milestones.sql import Row
+from milestones.sql import OutcomeRow, Row
 from milestones.stages import stages_refresh
 
 logger = logging.getLogger(__name__)
@@ -239,7 +239,7 @@ class _Run:
         self.grace = dt.timedelta(seconds=settings.MILESTONES_SWEEP_GRACE_SECONDS)
         self.tolerance = dt.timedelta(seconds=settings.INGEST_FUTURE_TOLERANCE_SECONDS)
         self.trial_plans = frozenset(settings.MILESTONES_TRIAL_PLANS)
-        self.outcomes: list[tuple[MilestoneOutcome, CompiledVersion]] = []
+        self.outcomes: list[tuple[OutcomeRow, CompiledVersion]] = []
         self.started: set[Pair] = set()
         self.summary = Summary()
 
@@ -566,7 +566,7 @@ class _Run:
     def _outcome(
         self, version: CompiledVersion, row: Row, kind: str, occurred_at: dt.datetime
     ) -> None:
-        outcome = MilestoneOutcome(
+        outcome = OutcomeRow(
             version_id=version.id,
             definition_id=version.definition_id,
             unit=version.unit,
@@ -575,7 +575,6 @@ class _Run:
             is_late=row.is_late,
             occurred_at=occurred_at,
             recorded_at=self.now,
-            xact_id=xact_id(),
         )
         self.outcomes.append((outcome, version))
         if kind == OutcomeKind.ACHIEVED:
@@ -599,9 +598,10 @@ class _Run:
         outcomes_publish(records)
 
 
-def outcome_record(outcome: MilestoneOutcome, key: str) -> OutcomeRecord:
+def outcome_record(outcome: OutcomeRow, key: str) -> OutcomeRecord:
+    assert outcome.id is not None  # noqa: S101 - recorded before it is handed on
     return OutcomeRecord(
-        id=outcome.pk,
+        id=outcome.id,
         definition_id=outcome.definition_id,
         version_id=outcome.version_id,
         key=key,

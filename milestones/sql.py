@@ -250,13 +250,34 @@ def progress_write(rows: Sequence[Row]) -> None:
     )
 
 
-def outcomes_insert(outcomes: Sequence[MilestoneOutcome]) -> None:
+@dataclasses.dataclass(slots=True, kw_only=True)
+class OutcomeRow:
+    """An outcome as the evaluator records it (a model instance costs several times more)."""
+
+    version_id: int
+    definition_id: int
+    unit: str
+    subject_id: int
+    kind: str
+    is_late: bool
+    occurred_at: dt.datetime
+    recorded_at: dt.datetime
+    id: int | None = None
+    xact_id: int | None = None
+
+
+def outcomes_insert(outcomes: Sequence[OutcomeRow]) -> None:
     """Insert outcomes and set their ids. The unique (version, subject, kind) constraint is
     the last line of defence: a duplicate raises, rolling the evaluation back."""
     if not outcomes:
         return
     if connection.vendor != "postgresql":
-        MilestoneOutcome.objects.bulk_create(list(outcomes))
+        fields = [f.name for f in dataclasses.fields(OutcomeRow) if f.name != "id"]
+        created = MilestoneOutcome.objects.bulk_create(
+            [MilestoneOutcome(**{name: getattr(o, name) for name in fields}) for o in outcomes]
+        )
+        for outcome, model in zip(outcomes, created, strict=True):
+            outcome.id = model.pk
         return
     columns = (
         ("version_id", "bigint"),
@@ -279,4 +300,4 @@ def outcomes_insert(outcomes: Sequence[MilestoneOutcome]) -> None:
     )
     ids = {(v, s, k): (pk, xact) for pk, v, s, k, xact in returned}
     for outcome in outcomes:
-        outcome.pk, outcome.xact_id = ids[(outcome.version_id, outcome.subject_id, outcome.kind)]
+        outcome.id, outcome.xact_id = ids[(outcome.version_id, outcome.subject_id, outcome.kind)]
