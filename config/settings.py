@@ -206,6 +206,8 @@ MILESTONES_EVALUATE_BATCH: int = env.int("MILESTONES_EVALUATE_BATCH", default=50
 # A deadline is swept this long after it passes, so events already on their way count.
 MILESTONES_SWEEP_GRACE_SECONDS: int = env.int("MILESTONES_SWEEP_GRACE_SECONDS", default=60)
 MILESTONES_SWEEP_BATCH: int = env.int("MILESTONES_SWEEP_BATCH", default=20_000)
+# Sweepers run at once within one tick, each on its own database connection.
+MILESTONES_SWEEP_WORKERS: int = env.int("MILESTONES_SWEEP_WORKERS", default=2)
 # Pending evaluations older than this are re-enqueued by the reconciler.
 MILESTONES_RECONCILE_AFTER_SECONDS: int = env.int("MILESTONES_RECONCILE_AFTER_SECONDS", default=30)
 # Chunks of a backfill evaluated at once, each on its own database connection.

@@ -25,8 +25,8 @@ class Account(models.Model):
 
     external_id = models.CharField(max_length=255, unique=True)
     name = models.CharField(max_length=255, blank=True)
-    plan = models.CharField(max_length=64, blank=True, db_index=True)
-    region = models.CharField(max_length=64, blank=True, db_index=True)
+    plan = models.CharField(max_length=64, blank=True)
+    region = models.CharField(max_length=64, blank=True)
     status = models.CharField(
         max_length=16, choices=SubjectStatus.choices, default=SubjectStatus.ACTIVE
     )
@@ -36,6 +36,12 @@ class Account(models.Model):
 
     class Meta:
         ordering = ("-created_at",)
+        # Plain btree indexes in Meta: ``db_index=True`` on a CharField adds a second,
+        # pattern-ops index on PostgreSQL that no lookup here uses and every write pays for.
+        indexes = [
+            models.Index(fields=("plan",), name="account_plan"),
+            models.Index(fields=("region",), name="account_region"),
+        ]
 
     def __str__(self) -> str:
         return self.name or self.external_id
@@ -50,18 +56,16 @@ class Customer(models.Model):
     account = models.ForeignKey(
         Account, null=True, blank=True, on_delete=models.SET_NULL, related_name="customers"
     )
-    email = models.CharField(max_length=254, blank=True, db_index=True)
-    phone = models.CharField(
-        max_length=16, blank=True, db_index=True, help_text="E.164, e.g. +14155550100."
-    )
+    email = models.CharField(max_length=254, blank=True)
+    phone = models.CharField(max_length=16, blank=True, help_text="E.164, e.g. +14155550100.")
     time_zone = models.CharField(max_length=64, blank=True, help_text="IANA name; UTC if empty.")
     locale = models.CharField(max_length=35, blank=True)
-    plan = models.CharField(max_length=64, blank=True, db_index=True)
-    region = models.CharField(max_length=64, blank=True, db_index=True)
+    plan = models.CharField(max_length=64, blank=True)
+    region = models.CharField(max_length=64, blank=True)
     status = models.CharField(
         max_length=16, choices=SubjectStatus.choices, default=SubjectStatus.ACTIVE
     )
-    lifecycle_stage = models.CharField(max_length=32, default="new", db_index=True)
+    lifecycle_stage = models.CharField(max_length=32, default="new")
     traits = models.JSONField(default=dict, blank=True)
     first_seen = models.DateTimeField(null=True, blank=True)
     last_seen = models.DateTimeField(
@@ -76,9 +80,16 @@ class Customer(models.Model):
 
     class Meta:
         ordering = ("-created_at",)
+        # Plain btree indexes (see Account.Meta): a stage change writes every index of the
+        # row, so each one here is paid for by the sweep and the evaluator.
         indexes = [
             # Case-insensitive email lookups (API ?email=, admin search) use UPPER(email).
             models.Index(Upper("email"), name="customer_email_upper"),
+            models.Index(fields=("email",), name="customer_email"),
+            models.Index(fields=("phone",), name="customer_phone"),
+            models.Index(fields=("plan",), name="customer_plan"),
+            models.Index(fields=("region",), name="customer_region"),
+            models.Index(fields=("lifecycle_stage",), name="customer_stage"),
         ]
 
     def __str__(self) -> str:

@@ -212,12 +212,13 @@ class Progress(models.Model):
     class Meta:
         verbose_name_plural = "progress"
         constraints = [
+            # Subject first: it also serves "this customer's progress" (with the unit as a
+            # filter), so the sweep's and the evaluator's writes maintain one index less.
             models.UniqueConstraint(
-                fields=("version", "subject_id"), name="progress_unique_subject"
+                fields=("subject_id", "version"), name="progress_unique_subject"
             )
         ]
         indexes = [
-            models.Index(fields=("unit", "subject_id"), name="progress_subject"),
             models.Index(fields=("definition", "state"), name="progress_definition_state"),
             # The missed sweep reads only open rows with a deadline, oldest first.
             models.Index(
@@ -274,12 +275,12 @@ class MilestoneOutcome(models.Model):
 
     class Meta:
         constraints = [
+            # Subject first, as on progress: it also serves a subject's outcomes.
             models.UniqueConstraint(
-                fields=("version", "subject_id", "kind"), name="outcome_unique_subject_kind"
+                fields=("subject_id", "version", "kind"), name="outcome_unique_subject_kind"
             )
         ]
         indexes = [
-            models.Index(fields=("unit", "subject_id"), name="outcome_subject"),
             models.Index(fields=("xact_id", "id"), name="outcome_feed"),
             models.Index(fields=("definition", "kind", "occurred_at"), name="outcome_report"),
         ]
@@ -379,10 +380,13 @@ class LifecycleStage(models.Model):
 class StageChange(models.Model):
     """History of a customer's lifecycle stage; journeys can react to these."""
 
+    # No database-level FK constraint (as on progress): the deferred per-row check costs as
+    # much as the sweep's insert; deleting a customer deletes its history through the ORM.
     customer = models.ForeignKey(
         "customers.Customer",
         on_delete=models.CASCADE,
         related_name="stage_changes",
+        db_constraint=False,
         db_index=False,  # stage_change_customer leads with it
     )
     from_stage = models.CharField(max_length=32)

@@ -12,6 +12,8 @@ import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import orjson
@@ -60,20 +62,58 @@ def deadlines_sweep(
     batch: int | None = None,
     budget_seconds: float = 50.0,
     clock: Callable[[], float] | None = None,
+    workers: int | None = None,
 ) -> SweepResult:
     """Record a missed outcome for every open progress row whose deadline (plus the grace
     period) has passed, in batches of ``batch`` rows, one transaction each.
 
     A row with a pending evaluation is left for the evaluator, which judges it with the
-    events that arrived in time. Stops after ``budget_seconds`` so a beat tick never
-    overlaps the next one for long; the next tick continues."""
+    events that arrived in time. ``workers`` sweepers (default
+    ``MILESTONES_SWEEP_WORKERS``) run at once on their own connections, each claiming its
+    own batches with ``SKIP LOCKED``: most of a batch's cost is PostgreSQL's, so two keep a
+    2-core database busy. Stops after ``budget_seconds`` so a beat tick never overlaps the
+    next one for long; the next tick continues."""
     import time
 
     tick = clock or time.monotonic
     size = batch or settings.MILESTONES_SWEEP_BATCH
     cutoff = (now or timezone.now()) - dt.timedelta(seconds=settings.MILESTONES_SWEEP_GRACE_SECONDS)
-    started, missed, batches = tick(), 0, 0
-    while tick() - started < budget_seconds:
+    count = max(1, workers or settings.MILESTONES_SWEEP_WORKERS)
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        # Other connections cannot see a caller's uncommitted rows (a test, a caller's
+        # atomic block), and SQLite takes one writer at a time: sweep on this connection.
+        count = 1
+    sweeper = partial(_sweep_loop, cutoff, size, now, tick() + budget_seconds, tick)
+    if count == 1:
+        return sweeper()
+    with ThreadPoolExecutor(max_workers=count, thread_name_prefix="sweep") as pool:
+        running = [pool.submit(_on_own_connection, sweeper) for _ in range(count)]
+        parts = [future.result() for future in running]
+    return SweepResult(
+        missed=sum(p.missed for p in parts),
+        batches=sum(p.batches for p in parts),
+        is_done=all(p.is_done for p in parts),
+    )
+
+
+def _on_own_connection(sweeper: Callable[[], SweepResult]) -> SweepResult:
+    try:
+        return sweeper()
+    finally:
+        connection.close()  # this thread's connection
+
+
+def _sweep_loop(
+    cutoff: dt.datetime,
+    size: int,
+    now: dt.datetime | None,
+    stop_at: float,
+    tick: Callable[[], float],
+) -> SweepResult:
+    """Batches until one comes back short (nothing left that another sweeper has not
+    claimed) or the clock passes ``stop_at``."""
+    missed = batches = 0
+    while tick() < stop_at:
         with transaction.atomic():
             found = _sweep_batch(cutoff, size, now or timezone.now())
         batches += 1
