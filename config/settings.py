@@ -214,6 +214,29 @@ MILESTONES_RECONCILE_AFTER_SECONDS: int = env.int("MILESTONES_RECONCILE_AFTER_SE
 MILESTONES_BACKFILL_WORKERS: int = env.int("MILESTONES_BACKFILL_WORKERS", default=2)
 MILESTONES_TRIAL_PLANS: list[str] = env.list("MILESTONES_TRIAL_PLANS", default=["trial"])
 MILESTONES_DEFAULT_STAGE: str = env.str("MILESTONES_DEFAULT_STAGE", default="new")
+
+# --- Consent and the delivery policy --------------------------------------------------------
+# How "unknown" consent reads for a region without a RegionPolicy row: opt_out or opt_in.
+CONSENT_DEFAULT_MODE: str = env.str("CONSENT_DEFAULT_MODE", default="opt_out")
+if CONSENT_DEFAULT_MODE not in ("opt_in", "opt_out"):
+    raise ImproperlyConfigured("CONSENT_DEFAULT_MODE must be opt_in or opt_out")
+# The absolute URL of this deployment, for links in messages (unsubscribe, tracking).
+PUBLIC_BASE_URL: str = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# A message that loses the last cap slot to a higher-priority one: recorded as
+# lower_priority (False) or deferred until the slot frees (True).
+MESSAGING_LOWER_PRIORITY_DEFERS: bool = env.bool("MESSAGING_LOWER_PRIORITY_DEFERS", default=False)
+# Messages one policy transaction decides; sends one channel task claims.
+MESSAGING_DECIDE_BATCH: int = env.int("MESSAGING_DECIDE_BATCH", default=500)
+MESSAGING_SEND_BATCH: int = env.int("MESSAGING_SEND_BATCH", default=100)
+# Send attempts before a transient failure becomes final, and the backoff base/cap.
+MESSAGING_MAX_ATTEMPTS: int = env.int("MESSAGING_MAX_ATTEMPTS", default=6)
+MESSAGING_RETRY_BASE_SECONDS: float = env.float("MESSAGING_RETRY_BASE_SECONDS", default=30.0)
+MESSAGING_RETRY_MAX_SECONDS: float = env.float("MESSAGING_RETRY_MAX_SECONDS", default=3600.0)
+# A claimed send with no recorded result after this long is resolved by the reconciler.
+MESSAGING_SENDING_STALE_SECONDS: int = env.int("MESSAGING_SENDING_STALE_SECONDS", default=600)
+# Signed links (unsubscribe, preferences, tracking) stay valid this long.
+MESSAGING_LINK_MAX_AGE_DAYS: int = env.int("MESSAGING_LINK_MAX_AGE_DAYS", default=365)
+
 # Django's own request body cap must admit a full batch.
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(INGEST_MAX_BATCH_BYTES + 1024, 2_621_440)
 

@@ -1,0 +1,1 @@
+"""Channel backends: one module per kind behind the small interface in ``base``."""
