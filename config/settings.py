@@ -220,6 +220,21 @@ MILESTONES_DEFAULT_STAGE: str = env.str("MILESTONES_DEFAULT_STAGE", default="new
 CONSENT_DEFAULT_MODE: str = env.str("CONSENT_DEFAULT_MODE", default="opt_out")
 if CONSENT_DEFAULT_MODE not in ("opt_in", "opt_out"):
     raise ImproperlyConfigured("CONSENT_DEFAULT_MODE must be opt_in or opt_out")
+# The key of the address hashes that keep suppressions past erasure (default: SECRET_KEY).
+# Changing it orphans every stored suppression: set it once and keep it.
+CONSENT_HASH_KEY: str = env.str("CONSENT_HASH_KEY", default="")
+# Replies to SMS keywords (carriers require STOP and HELP answers).
+CONSENT_SMS_STOP_REPLY: str = env.str(
+    "CONSENT_SMS_STOP_REPLY",
+    default="You are unsubscribed and will receive no more messages. Reply START to resubscribe.",
+)
+CONSENT_SMS_START_REPLY: str = env.str(
+    "CONSENT_SMS_START_REPLY",
+    default="You are subscribed again. Reply STOP to unsubscribe, HELP for help.",
+)
+CONSENT_SMS_HELP_REPLY: str = env.str(
+    "CONSENT_SMS_HELP_REPLY", default="Reply STOP to unsubscribe. Msg&data rates may apply."
+)
 # The absolute URL of this deployment, for links in messages (unsubscribe, tracking).
 PUBLIC_BASE_URL: str = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
 # A message that loses the last cap slot to a higher-priority one: recorded as
