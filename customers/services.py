@@ -213,3 +213,86 @@ def api_tokens_deactivate(*, token_ids: list[int]) -> int:
 def devices_deactivate(*, device_ids: list[int]) -> int:
     """Stop pushing to these device tokens; returns how many were active."""
     return Device.objects.filter(pk__in=device_ids, is_active=True).update(is_active=False)
+
+
+# --- Events Milepost itself records on a customer's timeline ------------------------------
+
+INTERNAL_SOURCE = "milepost"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TimelineEvent:
+    """An event Milepost observed about a customer (an email delivered, opened, clicked,
+    bounced; an unsubscribe): stored like an ingested event so milestones and journeys can
+    use it. ``message_id`` makes recording it idempotent."""
+
+    customer_id: int
+    name: str
+    occurred_at: dt.datetime
+    message_id: str
+    properties: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def events_record(*, events: list[TimelineEvent]) -> int:
+    """Store ``events`` under the internal source (no key can authenticate as it) and
+    publish them as ingest does; a replayed ``message_id`` is stored once. Returns how
+    many were new."""
+    if not events:
+        return 0
+    from customers.signals import IngestedEvent, events_ingested, events_stored
+
+    source = _internal_source()
+    now = dt.datetime.now(tz=dt.UTC)
+    accounts = dict(
+        Customer.objects.filter(pk__in={e.customer_id for e in events}).values_list(
+            "pk", "account_id"
+        )
+    )
+    with transaction.atomic():
+        keys = [e.message_id for e in events]
+        before = set(
+            Event.objects.filter(source=source, message_id__in=keys).values_list(
+                "message_id", flat=True
+            )
+        )
+        Event.objects.bulk_create(
+            [
+                Event(
+                    source=source,
+                    message_id=e.message_id,
+                    customer_id=e.customer_id,
+                    account_id=accounts.get(e.customer_id),
+                    name=e.name,
+                    properties=e.properties,
+                    occurred_at=e.occurred_at,
+                    received_at=now,
+                )
+                for e in events
+                if e.customer_id in accounts and e.message_id not in before
+            ],
+            ignore_conflicts=True,
+        )
+        stored = [
+            IngestedEvent(pk, customer_id, account_id, kind, name, occurred_at)
+            for pk, customer_id, account_id, kind, name, occurred_at in Event.objects.filter(
+                source=source, message_id__in=[k for k in keys if k not in before]
+            ).values_list("pk", "customer_id", "account_id", "type", "name", "occurred_at")
+        ]
+        if stored:
+            events_stored.send(sender=Source, source_id=source.pk, events=stored)
+            transaction.on_commit(
+                partial(events_ingested.send, sender=Source, source_id=source.pk, events=stored)
+            )
+    return len(stored)
+
+
+def _internal_source() -> Source:
+    source = Source.objects.filter(name=INTERNAL_SOURCE).first()
+    if source is None:
+        # A key nobody is ever shown, on an inactive source: nothing can post as Milepost.
+        unused = key_generate("int")
+        source, _ = Source.objects.get_or_create(
+            name=INTERNAL_SOURCE,
+            defaults={"key_prefix": unused.prefix, "key_hash": unused.digest, "is_active": False},
+        )
+    return source
