@@ -32,6 +32,7 @@ ROUTES = {
     "messaging.email.": "messages.email",
     "messaging.sms.": "messages.sms",
     "messaging.push.": "messages.push",
+    "messaging.due": "maintenance",
     "messaging.": "messages.email",
     "consent.": "maintenance",
     "maintenance.": "maintenance",

@@ -249,6 +249,13 @@ MESSAGING_RETRY_BASE_SECONDS: float = env.float("MESSAGING_RETRY_BASE_SECONDS", 
 MESSAGING_RETRY_MAX_SECONDS: float = env.float("MESSAGING_RETRY_MAX_SECONDS", default=3600.0)
 # A claimed send with no recorded result after this long is resolved by the reconciler.
 MESSAGING_SENDING_STALE_SECONDS: int = env.int("MESSAGING_SENDING_STALE_SECONDS", default=600)
+# The secret an ESP signs its delivery/bounce/complaint reports with (POST /m/webhooks/email).
+MESSAGING_INBOUND_WEBHOOK_SECRET: str = env.str("MESSAGING_INBOUND_WEBHOOK_SECRET", default="")
+# The (transactional) email template that asks for a double opt-in confirmation; its
+# context has ``confirm_url``.
+MESSAGING_DOUBLE_OPT_IN_TEMPLATE: str = env.str(
+    "MESSAGING_DOUBLE_OPT_IN_TEMPLATE", default="double-opt-in-confirmation"
+)
 # Signed links (unsubscribe, preferences, tracking) stay valid this long.
 MESSAGING_LINK_MAX_AGE_DAYS: int = env.int("MESSAGING_LINK_MAX_AGE_DAYS", default=365)
 
@@ -283,6 +290,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "milestones-sweep": {"task": "milestones.deadlines_sweep", "schedule": 30.0},
     "milestones-start": {"task": "milestones.progress_start", "schedule": 60.0},
     "milestones-reconcile": {"task": "milestones.reconcile", "schedule": 60.0},
+    # Deferred messages whose time came, due retries, lost wake-ups, unrecorded sends.
+    "messaging-due": {"task": "messaging.due", "schedule": 15.0},
 }
 
 # --- Logging --------------------------------------------------------------------------------
@@ -295,3 +304,68 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+# --- Messaging channels (backends) ---------------------------------------------------------
+# Secrets come only from the environment and are empty by default: a backend used without
+# its credentials fails each message with "not configured: <SETTING>".
+
+
+def _env_json_strings(name: str) -> dict[str, str]:
+    """A JSON object of strings from the environment ({} when unset); fails loudly."""
+    value = env.json(name, default={})
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ImproperlyConfigured(f"{name} must be a JSON object of strings.")
+    return value
+
+
+def _env_json_rates(name: str) -> dict[str, float]:
+    """A JSON object of positive numbers from the environment ({} when unset); fails loudly."""
+    value = env.json(name, default={})
+    if not isinstance(value, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in value.values()
+    ):
+        raise ImproperlyConfigured(f"{name} must be a JSON object of positive numbers.")
+    return {str(k): float(v) for k, v in value.items()}
+
+
+# Backend class per channel (import paths). MESSAGING_BACKENDS (JSON) replaces single entries,
+# e.g. '{"sms": "messaging.channels.null.NullBackend"}' for a load test.
+MESSAGING_BACKENDS: dict[str, str] = {
+    "email": "messaging.channels.email.EmailBackend",
+    "sms": "messaging.channels.sms.SmsBackend",
+    "push": "messaging.channels.push.PushBackend",
+    "in_app": "messaging.channels.inapp.InAppBackend",
+    "webhook": "messaging.channels.webhook.WebhookBackend",
+} | _env_json_strings("MESSAGING_BACKENDS")
+# Every provider HTTP call (SMS, FCM, APNs, webhooks); SMTP uses EMAIL_TIMEOUT.
+MESSAGING_HTTP_TIMEOUT_SECONDS: float = env.float("MESSAGING_HTTP_TIMEOUT_SECONDS", default=10.0)
+# Sends per second per provider name, e.g. '{"sms": 10, "push": 500}' (JSON); none = no limit.
+MESSAGING_RATE_LIMITS: dict[str, float] = _env_json_rates("MESSAGING_RATE_LIMITS")
+# Email goes through Django's EMAIL_BACKEND (EMAIL_URL above; any django-anymail backend too).
+MESSAGING_EMAIL_FROM: str = env.str("MESSAGING_EMAIL_FROM", default=DEFAULT_FROM_EMAIL)
+# SMS: a Twilio-compatible REST API. FROM is a number, a sender id or a Messaging Service SID.
+MESSAGING_SMS_BASE_URL: str = env.str("MESSAGING_SMS_BASE_URL", default="https://api.twilio.com")
+MESSAGING_SMS_ACCOUNT: str = env.str("MESSAGING_SMS_ACCOUNT", default="")
+MESSAGING_SMS_TOKEN: str = env.str("MESSAGING_SMS_TOKEN", default="")
+MESSAGING_SMS_FROM: str = env.str("MESSAGING_SMS_FROM", default="")
+# Push to Android and web: FCM HTTP v1 with a service-account JSON file; the project id is
+# read from that file unless set here.
+MESSAGING_FCM_BASE_URL: str = env.str(
+    "MESSAGING_FCM_BASE_URL", default="https://fcm.googleapis.com"
+)
+MESSAGING_FCM_CREDENTIALS_FILE: str = env.str("MESSAGING_FCM_CREDENTIALS_FILE", default="")
+MESSAGING_FCM_PROJECT_ID: str = env.str("MESSAGING_FCM_PROJECT_ID", default="")
+# Push to iOS: APNs token auth with a .p8 key. Sandbox: https://api.sandbox.push.apple.com.
+# TOPIC is the app's bundle id. HTTP2 off only for tests against a plain HTTP/1.1 server.
+MESSAGING_APNS_BASE_URL: str = env.str(
+    "MESSAGING_APNS_BASE_URL", default="https://api.push.apple.com"
+)
+MESSAGING_APNS_KEY_FILE: str = env.str("MESSAGING_APNS_KEY_FILE", default="")
+MESSAGING_APNS_KEY_ID: str = env.str("MESSAGING_APNS_KEY_ID", default="")
+MESSAGING_APNS_TEAM_ID: str = env.str("MESSAGING_APNS_TEAM_ID", default="")
+MESSAGING_APNS_TOPIC: str = env.str("MESSAGING_APNS_TOPIC", default="")
+MESSAGING_APNS_HTTP2: bool = env.bool("MESSAGING_APNS_HTTP2", default=True)
+# Outgoing webhooks: the HMAC signing secret, and hosts let through the SSRF guard (which
+# otherwise refuses private, loopback, link-local and other non-public addresses).
+MESSAGING_WEBHOOK_SECRET: str = env.str("MESSAGING_WEBHOOK_SECRET", default="")
+MESSAGING_WEBHOOK_ALLOWED_HOSTS: list[str] = env.list("MESSAGING_WEBHOOK_ALLOWED_HOSTS", default=[])

@@ -2,6 +2,12 @@ from django.apps import AppConfig
 
 
 class MessagingConfig(AppConfig):
-    # Filled by its own issue (see DESIGN.md §3); registered now so migrations and
-    # queue routing have a stable home.
     name = "messaging"
+
+    def ready(self) -> None:
+        from consent import signals
+        from messaging import receivers
+
+        signals.confirmation_requested.connect(
+            receivers.on_confirmation_requested, dispatch_uid="messaging"
+        )

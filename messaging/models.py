@@ -137,8 +137,16 @@ class Message(models.Model):
     )
     topic = models.ForeignKey(Topic, on_delete=models.PROTECT, related_name="+")
     is_transactional = models.BooleanField(default=False)
+    templates = models.JSONField(
+        default=dict, help_text="Template version id per channel asked for."
+    )
     template_version = models.ForeignKey(
-        TemplateVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        TemplateVersion,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The version rendered for the chosen channel.",
     )
     journey_key = models.CharField(max_length=100, blank=True)
     priority = models.IntegerField(default=0, help_text="Higher wins the last cap slot.")

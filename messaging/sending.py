@@ -1,0 +1,175 @@
+"""Sending: claim, send, record — at most once per idempotency key (DESIGN.md §2.2).
+
+A send task claims its queued rows with one conditional UPDATE (queued -> sending), calls the
+channel's backend outside any transaction, and records each result. A worker killed between
+claim and record leaves rows in ``sending``; the reconciler resolves them: a provider that
+deduplicates on our key is simply asked again, any other is marked ``unconfirmed`` for a
+human rather than sent a second time blindly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import random
+from collections.abc import Sequence
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from consent.models import AddressKind, SuppressionReason
+from consent.services import suppression_add
+from messaging import reasons
+from messaging.channels.base import Outgoing, PermanentError, Sent, TransientError
+from messaging.channels.registry import backend_for
+from messaging.models import Message, MessageStatus
+
+logger = logging.getLogger(__name__)
+
+_ADDRESS_KINDS = {"email": AddressKind.EMAIL, "sms": AddressKind.PHONE, "push": "device_token"}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SendSummary:
+    claimed: int = 0
+    sent: int = 0
+    retrying: int = 0
+    failed: int = 0
+
+
+def messages_send(
+    channel: str, message_ids: Sequence[int], *, now: dt.datetime | None = None
+) -> SendSummary:
+    """Send the queued, due messages among ``message_ids`` on ``channel``."""
+    claimed = messages_claim(channel, message_ids, now=now or timezone.now())
+    if not claimed:
+        return SendSummary()
+    backend = backend_for(channel)
+    # A provider that deduplicates can have a whole batch recorded at the end: a crash
+    # before that only means asking it again. Any other is recorded message by message.
+    per_message = not backend.supports_idempotency
+    results: list[tuple[Message, Sent | Exception]] = []
+    counts = {"sent": 0, "retrying": 0, "failed": 0}
+    for message in claimed:
+        try:
+            result: Sent | Exception = backend.send(outgoing(message))
+        except (TransientError, PermanentError) as exc:
+            result = exc
+        except Exception as exc:  # a bug in a backend must not strand the batch in "sending"
+            logger.exception("backend %s failed on message %s", channel, message.pk)
+            result = TransientError(f"unexpected error: {exc.__class__.__name__}")
+        if per_message:
+            counts[_record(message, result)] += 1
+        else:
+            results.append((message, result))
+    if results:
+        with transaction.atomic():
+            sent = [(m, r) for m, r in results if isinstance(r, Sent)]
+            counts["sent"] += _record_sent(sent)
+            for message, result in results:
+                if not isinstance(result, Sent):
+                    counts[_record(message, result)] += 1
+    return SendSummary(len(claimed), counts["sent"], counts["retrying"], counts["failed"])
+
+
+def messages_claim(channel: str, message_ids: Sequence[int], *, now: dt.datetime) -> list[Message]:
+    """Move the due queued rows among ``message_ids`` to ``sending``; only rows this call
+    moved are returned, so two workers handed the same ids never both send one."""
+    due = Q(send_after__isnull=True) | Q(send_after__lte=now)
+    with transaction.atomic():
+        ids = list(
+            Message.objects.select_for_update(skip_locked=True)
+            .filter(due, pk__in=list(message_ids), channel=channel, status=MessageStatus.QUEUED)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        if not ids:
+            return []
+        Message.objects.filter(pk__in=ids).update(
+            status=MessageStatus.SENDING,
+            claimed_at=now,
+            attempts=F("attempts") + 1,
+            updated_at=now,
+        )
+    return list(Message.objects.filter(pk__in=ids).order_by("pk"))
+
+
+def outgoing(message: Message) -> Outgoing:
+    content = {k: v for k, v in message.rendered.items() if k != "headers"}
+    return Outgoing(
+        message_id=message.pk,
+        idempotency_key=message.idempotency_key,
+        channel=message.channel,
+        to=message.to_address,
+        content=content,
+        headers=dict(message.rendered.get("headers") or {}),
+        platform=message.platform,
+    )
+
+
+def _record_sent(results: Sequence[tuple[Message, Sent]]) -> int:
+    """Record a batch of successful sends in one statement."""
+    if not results:
+        return 0
+    now = timezone.now()
+    if connection.vendor != "postgresql":
+        for message, result in results:
+            _record(message, result)
+        return len(results)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Message._meta.db_table} m SET status = 'sent', provider_id = t.provider_id, "  # noqa: S608 - model names
+            "sent_at = %s, updated_at = %s "
+            "FROM unnest(%s::bigint[], %s::text[]) AS t(id, provider_id) "
+            "WHERE m.id = t.id AND m.status = 'sending'",
+            [now, now, [m.pk for m, _ in results], [r.provider_id for _, r in results]],
+        )
+        return int(cursor.rowcount)
+
+
+def _record(message: Message, result: Sent | Exception) -> str:
+    now = timezone.now()
+    sending = Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING)
+    if isinstance(result, Sent):
+        sending.update(
+            status=MessageStatus.SENT, provider_id=result.provider_id, sent_at=now, updated_at=now
+        )
+        return "sent"
+    if isinstance(result, TransientError) and message.attempts < settings.MESSAGING_MAX_ATTEMPTS:
+        retry_at = now + dt.timedelta(seconds=retry_delay(message.attempts, result.retry_after))
+        sending.update(
+            status=MessageStatus.QUEUED,
+            send_after=retry_at,
+            error=result.reason,
+            updated_at=now,
+        )
+        return "retrying"
+    reason = reasons.RETRIES_EXHAUSTED
+    if isinstance(result, PermanentError):
+        reason = reasons.BAD_ADDRESS if result.is_bad_address else reasons.PROVIDER_REJECTED
+        if result.is_bad_address and message.channel in _ADDRESS_KINDS:
+            suppression_add(
+                kind=_ADDRESS_KINDS[message.channel],
+                address=message.to_address,
+                reason=SuppressionReason.HARD_BOUNCE,
+                note=f"message {message.pk}: {result.reason}",
+            )
+    sending.update(
+        status=MessageStatus.FAILED,
+        reason=reason,
+        error=str(getattr(result, "reason", result))[:500],
+        reserved_at=None,  # a message that never went out holds no cap slot
+        failed_at=now,
+        updated_at=now,
+    )
+    return "failed"
+
+
+def retry_delay(attempts: int, retry_after: float | None = None) -> float:
+    """Exponential backoff with full jitter, at least what the provider asked for."""
+    base = settings.MESSAGING_RETRY_BASE_SECONDS * (2 ** max(0, attempts - 1))
+    delay = random.uniform(0, min(settings.MESSAGING_RETRY_MAX_SECONDS, base))  # noqa: S311
+    return max(delay, retry_after or 0.0)

@@ -1,0 +1,484 @@
+"""Asking for messages: the delivery policy applied, atomically, to a batch of requests.
+
+``messages_request`` is the one door every send goes through (journeys, tests, the admin's
+"send test"). In one transaction it locks the batch's customers (in id order), skips keys
+already decided, reads one snapshot, lets the pure policy decide, renders what may go, and
+inserts one ``Message`` row per request — queued, deferred or suppressed with its reason.
+A queued marketing message holds its frequency-cap slot from that commit on
+(``reserved_at``), so concurrent workers can never exceed a cap: each sees the slots of
+every transaction that locked the same customer before it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from functools import partial
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.db import connection, models, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from consent import links
+from consent.models import Channel, Topic
+from customers.models import Customer
+from messaging import policy, reasons
+from messaging.models import Message, MessageStatus, Template, TemplateVersion
+from messaging.rendering import RenderError, links_track, open_pixel_add, render, variant_for
+from messaging.snapshot import Snapshot, snapshot_read
+from messaging.tracking import click_url, open_url
+
+
+class MessagingError(ValueError):
+    """A request that cannot be decided at all (unknown template or topic)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SendRequest:
+    key: str  # idempotency key: one message per key, however often it is asked for
+    customer_id: int
+    templates: tuple[str, ...]  # template keys, one per channel, in channel priority order
+    priority: int = 0
+    journey: str = ""
+    context: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Resolved:
+    request: SendRequest
+    versions: dict[str, TemplateVersion]  # channel -> active version, in priority order
+    topic: Topic
+
+
+def messages_request(
+    requests: Sequence[SendRequest], *, now: dt.datetime | None = None
+) -> list[int]:
+    """Decide and store one message per request; returns the message id of each request
+    (an existing one for a key already decided). Queued messages are handed to their
+    channel's send task after commit."""
+    if not requests:
+        return []
+    now = now or timezone.now()
+    resolved = _resolve(requests)
+    with transaction.atomic():
+        customers_lock(sorted({r.customer_id for r in requests}))
+        existing = dict(
+            Message.objects.filter(idempotency_key__in=[r.key for r in requests]).values_list(
+                "idempotency_key", "pk"
+            )
+        )
+        fresh = _unique([r for r in resolved if r.request.key not in existing])
+        rows = _decide(fresh, now) if fresh else []
+        messages_insert(rows)
+        queued = [m for m in rows if m.status == MessageStatus.QUEUED]
+        if queued:
+            transaction.on_commit(partial(_dispatch, [(m.channel, m.pk) for m in queued]))
+    ids = {**existing, **{m.idempotency_key: m.pk for m in rows}}
+    return [ids[r.key] for r in requests]
+
+
+def _unique(resolved: list[_Resolved]) -> list[_Resolved]:
+    seen: dict[str, _Resolved] = {}
+    for item in resolved:
+        seen.setdefault(item.request.key, item)
+    return list(seen.values())
+
+
+def customers_lock(customer_ids: Sequence[int]) -> None:
+    """Serialise policy decisions per customer for the rest of the transaction. Advisory
+    locks in id order: they neither block nor are blocked by writes to the customer row
+    (ingest, stage changes), and the order rules out deadlocks between batches."""
+    if connection.vendor != "postgresql" or not customer_ids:
+        return  # SQLite (the demo) has one writer at a time
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_advisory_xact_lock(%s, t.id)) "
+            "FROM (SELECT unnest(%s::int[]) AS id ORDER BY 1) t",
+            [_LOCK_SPACE, list(customer_ids)],
+        )
+
+
+_LOCK_SPACE = 0x4D50  # "MP": the advisory-lock namespace of message decisions
+
+
+def _resolve(requests: Sequence[SendRequest]) -> list[_Resolved]:
+    keys = {key for r in requests for key in r.templates}
+    templates = {
+        t.key: t
+        for t in Template.objects.filter(key__in=keys).select_related("active_version", "topic")
+    }
+    resolved = []
+    for index, request in enumerate(requests):
+        if not request.templates:
+            raise MessagingError(f"request {index} ({request.key}): names no template")
+        versions: dict[str, TemplateVersion] = {}
+        for key in request.templates:
+            template = templates.get(key)
+            if template is None or template.active_version is None:
+                raise MessagingError(
+                    f"request {index} ({request.key}): template {key!r} "
+                    + ("does not exist" if template is None else "has no active version")
+                )
+            versions.setdefault(template.channel, template.active_version)
+        topic = templates[request.templates[0]].topic
+        resolved.append(_Resolved(request, versions, topic))
+    return resolved
+
+
+def _decide(resolved: list[_Resolved], now: dt.datetime) -> list[Message]:
+    snapshot = snapshot_read([r.request.customer_id for r in resolved], now)
+    asks = [
+        policy.Request(
+            key=r.request.key,
+            customer_id=r.request.customer_id,
+            channels=tuple(r.versions),
+            topic=r.topic.key,
+            is_transactional=r.topic.is_transactional,
+            priority=r.request.priority,
+            journey=r.request.journey,
+        )
+        for r in resolved
+    ]
+    decisions = policy.decide(asks, snapshot.audiences, snapshot.rules, now)
+    ids = _ids_allocate(len(resolved))
+    return [
+        _message(pk, item, decision, snapshot, now)
+        for pk, item, decision in zip(ids, resolved, decisions, strict=True)
+    ]
+
+
+_PG_TYPES = {
+    "CharField": "text",
+    "ForeignKey": "bigint",
+    "JSONField": "jsonb",
+    "BooleanField": "boolean",
+    "IntegerField": "integer",
+    "PositiveIntegerField": "integer",
+    "DateTimeField": "timestamptz",
+    "BigAutoField": "bigint",
+    "AutoField": "bigint",
+}
+
+
+def _insert_sql() -> tuple[list[str], str]:
+    fields = list(Message._meta.concrete_fields)
+    columns = [f.column for f in fields]
+    typed = ", ".join(f"{f.column} {_PG_TYPES[f.get_internal_type()]}" for f in fields)
+    sql = (
+        f"INSERT INTO {Message._meta.db_table} ({', '.join(columns)}) "  # noqa: S608 - model names
+        f"SELECT {', '.join(columns)} FROM jsonb_to_recordset(%s::jsonb) AS t({typed})"
+    )
+    return [f.attname for f in fields], sql
+
+
+_INSERT: tuple[list[str], str] | None = None
+
+
+def messages_insert(rows: Sequence[Message]) -> None:
+    """Insert decided messages in one statement (PostgreSQL: the batch travels as one JSON
+    document, where ``bulk_create`` spent more time preparing values than the database
+    spent inserting them)."""
+    global _INSERT
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        Message.objects.bulk_create(rows)
+        return
+    if _INSERT is None:
+        _INSERT = _insert_sql()
+    names, sql = _INSERT
+    document = orjson.dumps([{name: getattr(row, name) for name in names} for row in rows])
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [document.decode()])
+
+
+def _ids_allocate(count: int) -> list[int]:
+    """Message ids before insert, so tracked links can carry them."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+                [Message._meta.db_table, count],
+            )
+            return [row[0] for row in cursor.fetchall()]
+    # SQLite holds the database's write lock for the rest of this transaction.
+    top = Message.objects.aggregate(top=Max("pk"))["top"] or 0
+    return list(range(top + 1, top + count + 1))
+
+
+def _message(
+    pk: int,
+    item: _Resolved,
+    decision: policy.Decision,
+    snapshot: Snapshot,
+    now: dt.datetime,
+) -> Message:
+    request = item.request
+    message = Message(
+        pk=pk,
+        idempotency_key=request.key,
+        customer_id=request.customer_id if request.customer_id in snapshot.customers else None,
+        channels=list(item.versions),
+        templates={channel: v.pk for channel, v in item.versions.items()},
+        topic=item.topic,
+        is_transactional=item.topic.is_transactional,
+        journey_key=request.journey,
+        priority=request.priority,
+        context=dict(request.context),
+        explanation=[dataclasses.asdict(check) for check in decision.checks],
+        created_at=now,
+        updated_at=now,
+    )
+    decision_apply(message, decision, snapshot, now)
+    return message
+
+
+def decision_apply(
+    message: Message, decision: policy.Decision, snapshot: Snapshot, now: dt.datetime
+) -> None:
+    """Write a policy decision onto ``message``: status, reason, channel, address, render."""
+    message.status = decision.status
+    message.reason = decision.reason
+    message.channel = decision.channel
+    message.send_after = decision.send_after
+    message.explanation = [dataclasses.asdict(check) for check in decision.checks]
+    message.updated_at = now
+    if decision.status != policy.QUEUED:
+        message.reserved_at = None
+        return
+    customer = snapshot.customers[message.customer_id or 0]
+    address = decision.addresses[0]
+    message.to_address, message.platform = address.value, address.platform
+    message.reserved_at = None if message.is_transactional else now
+    version_id = int(message.templates[decision.channel])
+    version = _versions([version_id])[version_id]
+    message.template_version = version
+    try:
+        _render(message, version, customer, snapshot, now)
+    except RenderError as exc:
+        message.status, message.reason = MessageStatus.FAILED, reasons.TEMPLATE_ERROR
+        message.error = f"{exc.field}: {exc.message}"[:500]
+        message.reserved_at, message.failed_at = None, now
+        return
+    if decision.channel == Channel.IN_APP:
+        # Stored by Milepost and served over REST: delivered as soon as it is decided.
+        message.status, message.sent_at = MessageStatus.SENT, now
+
+
+_VERSION_CACHE: dict[int, TemplateVersion] = {}
+
+
+def _versions(ids: Sequence[int]) -> dict[int, TemplateVersion]:
+    """Template versions are immutable: each process keeps the ones it has read."""
+    missing = [pk for pk in ids if pk not in _VERSION_CACHE]
+    if missing:
+        for version in TemplateVersion.objects.filter(pk__in=missing):
+            _VERSION_CACHE[version.pk] = version
+    return {pk: _VERSION_CACHE[pk] for pk in ids}
+
+
+def render_context(
+    customer: Customer, message: Message, extra: Mapping[str, Any], *, with_links: bool = True
+) -> dict[str, Any]:
+    """The plain data a template sees: the customer and account, the request's own context
+    (milestone, progress, event) and the consent links (signed per message, so only made
+    when the template or the channel uses them)."""
+    claim = links.LinkClaim(customer.pk, message.channel, message.topic.key)
+    context = {
+        **extra,
+        "customer": {
+            "id": customer.pk,
+            "external_id": customer.external_id or "",
+            "email": customer.email,
+            "phone": customer.phone,
+            "plan": customer.plan,
+            "region": customer.region,
+            "locale": customer.locale,
+            "time_zone": customer.time_zone,
+            "lifecycle_stage": customer.lifecycle_stage,
+            "traits": customer.traits,
+            **{k: v for k, v in customer.traits.items() if isinstance(k, str)},
+        },
+        "account": (
+            {"id": customer.account_id, **(customer.account.traits or {})}
+            if customer.account_id and customer.account is not None
+            else {}
+        ),
+    }
+    if with_links:
+        context["links"] = {
+            "unsubscribe": links.link_url(links.UNSUBSCRIBE, claim),
+            "preferences": links.link_url(links.PREFERENCES, claim),
+        }
+    return context
+
+
+_USES_LINKS: dict[int, bool] = {}
+
+
+def _uses_links(version: TemplateVersion) -> bool:
+    if version.pk not in _USES_LINKS:
+        _USES_LINKS[version.pk] = "links" in orjson.dumps(version.variants).decode()
+    return _USES_LINKS[version.pk]
+
+
+def _render(
+    message: Message,
+    version: TemplateVersion,
+    customer: Customer,
+    snapshot: Snapshot,
+    now: dt.datetime,
+) -> None:
+    locale, fields = variant_for(version.variants, customer.locale, version.default_locale)
+    with_links = message.channel == Channel.EMAIL or _uses_links(version)
+    context = render_context(customer, message, message.context, with_links=with_links)
+    rendered = render(message.channel, fields, context)
+    message.locale = locale
+    if message.channel == Channel.EMAIL:
+        pk = message.pk
+        html, tracked = links_track(str(rendered.get("html", "")), partial(_click, pk))
+        rendered["html"] = open_pixel_add(html, open_url(pk)) if html else html
+        message.links = tracked
+        unsubscribe = context["links"]["unsubscribe"]
+        rendered["headers"] = {
+            "List-Unsubscribe": f"<{unsubscribe}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        }
+    message.rendered = rendered
+
+
+def _click(message_id: int, index: int, url: str) -> str:
+    return click_url(message_id, index)
+
+
+def _dispatch(pairs: Sequence[tuple[str, int]]) -> None:
+    """Wake each channel's send task with its message ids (after commit)."""
+    from messaging.tasks import messages_send_task
+
+    by_channel: dict[str, list[int]] = {}
+    for channel, pk in pairs:
+        if channel != Channel.IN_APP:
+            by_channel.setdefault(channel, []).append(pk)
+    for channel, ids in by_channel.items():
+        messages_send_task(channel).delay(ids)
+
+
+# --- Due work: deferred messages, retries, lost wake-ups, unrecorded sends ------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DueSummary:
+    redecided: int
+    dispatched: int
+    reconciled: int
+
+
+def messages_due_process(*, now: dt.datetime | None = None, batch: int = 500) -> DueSummary:
+    """The beat tick: weigh deferred messages whose time has come through the policy again
+    (consent or caps may have changed meanwhile), wake the send tasks for queued messages
+    that are due (retries, lost wake-ups), and resolve sends claimed long ago and never
+    recorded."""
+    now = now or timezone.now()
+    redecided = _deferred_redecide(now, batch)
+    dispatched = _queued_dispatch(now, batch)
+    reconciled = _sending_reconcile(now, batch)
+    return DueSummary(redecided, dispatched, reconciled)
+
+
+def _deferred_redecide(now: dt.datetime, batch: int) -> int:
+    with transaction.atomic():
+        due = list(
+            Message.objects.select_for_update(skip_locked=True)
+            .filter(status=MessageStatus.DEFERRED, send_after__lte=now)
+            .select_related("topic")
+            .order_by("send_after", "pk")[:batch]
+        )
+        if not due:
+            return 0
+        customers_lock(sorted({m.customer_id for m in due if m.customer_id}))
+        snapshot = snapshot_read([m.customer_id for m in due if m.customer_id], now)
+        asks = [
+            policy.Request(
+                key=m.idempotency_key,
+                customer_id=m.customer_id or 0,
+                channels=tuple(m.channels),
+                topic=m.topic.key,
+                is_transactional=m.is_transactional,
+                priority=m.priority,
+                journey=m.journey_key,
+            )
+            for m in due
+        ]
+        for message, decision in zip(
+            due, policy.decide(asks, snapshot.audiences, snapshot.rules, now), strict=True
+        ):
+            decision_apply(message, decision, snapshot, now)
+        Message.objects.bulk_update(due, _DECISION_FIELDS)
+        queued = [(m.channel, m.pk) for m in due if m.status == MessageStatus.QUEUED]
+        if queued:
+            transaction.on_commit(partial(_dispatch, queued))
+    return len(due)
+
+
+_DECISION_FIELDS = [
+    "status",
+    "reason",
+    "channel",
+    "send_after",
+    "explanation",
+    "to_address",
+    "platform",
+    "reserved_at",
+    "template_version",
+    "locale",
+    "rendered",
+    "links",
+    "error",
+    "failed_at",
+    "sent_at",
+    "updated_at",
+]
+
+
+def _queued_dispatch(now: dt.datetime, batch: int) -> int:
+    """Queued messages that are due and untouched for 30 s: a retry whose time came (its
+    row was last written when it was put back), or a wake-up lost with the broker. Waking
+    a send twice is harmless: the claim lets one task through."""
+    stale = now - dt.timedelta(seconds=30)
+    rows = list(
+        Message.objects.filter(status=MessageStatus.QUEUED, updated_at__lte=stale)
+        .filter(models.Q(send_after__isnull=True) | models.Q(send_after__lte=now))
+        .order_by("updated_at")
+        .values_list("channel", "pk")[:batch]
+    )
+    if rows:
+        _dispatch(rows)
+    return len(rows)
+
+
+def _sending_reconcile(now: dt.datetime, batch: int) -> int:
+    """Sends claimed long ago with no result recorded (the worker died in between)."""
+    from messaging.channels.registry import backend_for
+
+    stale = now - dt.timedelta(seconds=settings.MESSAGING_SENDING_STALE_SECONDS)
+    rows = list(
+        Message.objects.filter(status=MessageStatus.SENDING, claimed_at__lte=stale)
+        .order_by("claimed_at")
+        .values_list("pk", "channel")[:batch]
+    )
+    retried = [pk for pk, channel in rows if backend_for(channel).supports_idempotency]
+    unknown = [pk for pk, channel in rows if pk not in set(retried)]
+    if retried:
+        # The provider deduplicates on our key: asking again cannot send twice.
+        Message.objects.filter(pk__in=retried, status=MessageStatus.SENDING).update(
+            status=MessageStatus.QUEUED, updated_at=now - dt.timedelta(minutes=1)
+        )
+    if unknown:
+        Message.objects.filter(pk__in=unknown, status=MessageStatus.SENDING).update(
+            status=MessageStatus.UNCONFIRMED, reason=reasons.SEND_UNCONFIRMED, updated_at=now
+        )
+    return len(rows)
