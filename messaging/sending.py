@@ -47,7 +47,13 @@ def messages_send(
     claimed = messages_claim(channel, message_ids, now=now or timezone.now())
     if not claimed:
         return SendSummary()
-    backend = backend_for(channel)
+    try:
+        backend = backend_for(channel)
+    except PermanentError as exc:  # no backend configured for the channel
+        with transaction.atomic():
+            for message in claimed:
+                _record(message, exc)
+        return SendSummary(len(claimed), 0, 0, len(claimed))
     # A provider that deduplicates can have a whole batch recorded at the end: a crash
     # before that only means asking it again. Any other is recorded message by message.
     per_message = not backend.supports_idempotency

@@ -343,11 +343,14 @@ def _render(
         html, tracked = links_track(str(rendered.get("html", "")), partial(_click, pk))
         rendered["html"] = open_pixel_add(html, open_url(pk)) if html else html
         message.links = tracked
-        unsubscribe = context["links"]["unsubscribe"]
-        rendered["headers"] = {
-            "List-Unsubscribe": f"<{unsubscribe}>",
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        }
+        if not message.is_transactional:
+            # RFC 8058 one-click unsubscribe; a receipt or a security notice has nothing
+            # to unsubscribe from.
+            unsubscribe = context["links"]["unsubscribe"]
+            rendered["headers"] = {
+                "List-Unsubscribe": f"<{unsubscribe}>",
+                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            }
     message.rendered = rendered
 
 

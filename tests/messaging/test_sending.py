@@ -169,3 +169,19 @@ def test_a_claim_left_by_a_dead_worker_is_resolved_never_sent_blindly_again(
     assert (early.reconciled, summary.reconciled) == (0, 2)
     assert (sms.status, sms.reason) == ("unconfirmed", "send_unconfirmed")
     assert push.status == "queued"
+
+
+def test_a_channel_without_a_backend_fails_its_messages_instead_of_stranding_them(
+    templates: dict[str, Template], customer: Customer, settings: Any
+) -> None:
+    settings.MESSAGING_BACKENDS = {
+        k: v for k, v in settings.MESSAGING_BACKENDS.items() if k != "sms"
+    }
+    message = queued(customer, "tips-sms")
+
+    summary = messages_send("sms", [message.pk])
+
+    message.refresh_from_db()
+    assert (summary.claimed, summary.failed) == (1, 1)
+    assert (message.status, message.reason) == ("failed", "provider_rejected")
+    assert message.error.startswith("not configured")

@@ -268,3 +268,13 @@ def test_an_email_opt_in_in_a_double_opt_in_region_sends_the_confirmation_email(
     assert message.context["confirm_url"].startswith("http")
     assert "/c/confirm/" in message.context["confirm_url"]
     assert message.links == [message.context["confirm_url"]]
+
+
+def test_a_transactional_email_carries_no_unsubscribe_headers(
+    make_template: Any, customer: Customer
+) -> None:
+    make_template("receipt", "email", topic="receipts")
+
+    message = ask(customer, "receipt")
+
+    assert "headers" not in message.rendered
