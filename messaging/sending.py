@@ -14,7 +14,9 @@ import datetime as dt
 import logging
 import random
 from collections.abc import Sequence
+from typing import Any
 
+import orjson
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q
@@ -57,7 +59,7 @@ def messages_send(
     # A provider that deduplicates can have a whole batch recorded at the end: a crash
     # before that only means asking it again. Any other is recorded message by message.
     per_message = not backend.supports_idempotency
-    results: list[tuple[Message, Sent | Exception]] = []
+    results: list[tuple[Claimed, Sent | Exception]] = []
     counts = {"sent": 0, "retrying": 0, "failed": 0}
     for message in claimed:
         try:
@@ -81,9 +83,45 @@ def messages_send(
     return SendSummary(len(claimed), counts["sent"], counts["retrying"], counts["failed"])
 
 
-def messages_claim(channel: str, message_ids: Sequence[int], *, now: dt.datetime) -> list[Message]:
+@dataclasses.dataclass(frozen=True, slots=True)
+class Claimed:
+    """What sending needs of a claimed message (a model instance costs more to build)."""
+
+    pk: int
+    idempotency_key: str
+    channel: str
+    to_address: str
+    platform: str
+    rendered: dict[str, Any]
+    attempts: int
+
+
+_CLAIM_SQL = f"""
+UPDATE {Message._meta.db_table} m
+SET status = 'sending', claimed_at = %(now)s, attempts = m.attempts + 1, updated_at = %(now)s
+WHERE m.id IN (
+    SELECT id FROM {Message._meta.db_table}
+    WHERE id = ANY(%(ids)s::bigint[]) AND channel = %(channel)s AND status = 'queued'
+      AND (send_after IS NULL OR send_after <= %(now)s)
+    ORDER BY id
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING m.id, m.idempotency_key, m.channel, m.to_address, m.platform, m.rendered, m.attempts
+"""  # noqa: S608 - the model's table; every value is a parameter
+
+
+def messages_claim(channel: str, message_ids: Sequence[int], *, now: dt.datetime) -> list[Claimed]:
     """Move the due queued rows among ``message_ids`` to ``sending``; only rows this call
     moved are returned, so two workers handed the same ids never both send one."""
+    if connection.vendor == "postgresql":
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(_CLAIM_SQL, {"now": now, "ids": list(message_ids), "channel": channel})
+            rows = cursor.fetchall()
+        return sorted(
+            (Claimed(pk, key, ch, to, platform, _json(rendered), attempts)
+             for pk, key, ch, to, platform, rendered, attempts in rows),
+            key=lambda c: c.pk,
+        )  # fmt: skip
     due = Q(send_after__isnull=True) | Q(send_after__lte=now)
     with transaction.atomic():
         ids = list(
@@ -100,10 +138,19 @@ def messages_claim(channel: str, message_ids: Sequence[int], *, now: dt.datetime
             attempts=F("attempts") + 1,
             updated_at=now,
         )
-    return list(Message.objects.filter(pk__in=ids).order_by("pk"))
+    fields = ("pk", "idempotency_key", "channel", "to_address", "platform", "rendered", "attempts")
+    return [
+        Claimed(*values)
+        for values in Message.objects.filter(pk__in=ids).order_by("pk").values_list(*fields)
+    ]
 
 
-def outgoing(message: Message) -> Outgoing:
+def _json(value: Any) -> dict[str, Any]:
+    found = orjson.loads(value) if isinstance(value, str | bytes) else value
+    return found if isinstance(found, dict) else {}
+
+
+def outgoing(message: Claimed) -> Outgoing:
     content = {k: v for k, v in message.rendered.items() if k != "headers"}
     return Outgoing(
         message_id=message.pk,
@@ -116,7 +163,7 @@ def outgoing(message: Message) -> Outgoing:
     )
 
 
-def _record_sent(results: Sequence[tuple[Message, Sent]]) -> int:
+def _record_sent(results: Sequence[tuple[Claimed, Sent]]) -> int:
     """Record a batch of successful sends in one statement."""
     if not results:
         return 0
@@ -136,7 +183,7 @@ def _record_sent(results: Sequence[tuple[Message, Sent]]) -> int:
         return int(cursor.rowcount)
 
 
-def _record(message: Message, result: Sent | Exception) -> str:
+def _record(message: Claimed, result: Sent | Exception) -> str:
     now = timezone.now()
     sending = Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING)
     if isinstance(result, Sent):

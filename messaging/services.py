@@ -229,7 +229,6 @@ def _message(
         journey_key=request.journey,
         priority=request.priority,
         context=dict(request.context),
-        explanation=[dataclasses.asdict(check) for check in decision.checks],
         created_at=now,
         updated_at=now,
     )
@@ -245,7 +244,9 @@ def decision_apply(
     message.reason = decision.reason
     message.channel = decision.channel
     message.send_after = decision.send_after
-    message.explanation = [dataclasses.asdict(check) for check in decision.checks]
+    message.explanation = [
+        {"channel": c.channel, "reason": c.reason, "detail": c.detail} for c in decision.checks
+    ]
     message.updated_at = now
     if decision.status != policy.QUEUED:
         message.reserved_at = None

@@ -1,14 +1,15 @@
 """Message templates: rendering per channel, and what is done to rendered email and SMS.
 
-Pure (no ORM, no settings). Templates are Jinja2 run in a sandbox with resource limits
-(``sandbox.py`` explains what a template can reach and how size and time are bounded,
-``limits.py`` holds the limits);
-``fields.py`` knows each channel's fields; ``email_html.py`` rewrites rendered HTML for click
-and open tracking and derives a plain-text version; ``sms.py`` counts SMS segments.
+Pure (no ORM, no settings). Templates are Jinja2 run in a sandbox with resource limits:
+``sandbox.py`` explains what a template can reach and how size and time are bounded, and
+``limits.py`` holds the limits. ``fields.py`` knows each channel's fields; ``email_html.py``
+rewrites rendered HTML for click and open tracking and derives a plain-text version;
+``sms.py`` counts SMS segments.
 
 Template language, in short: Jinja2 with ``trim_blocks``/``lstrip_blocks``, strict undefined
 variables (use ``|default`` for optional data), ``None`` printed as nothing, HTML escaping in
-the email ``html`` field only. Filters: see ``SAFE_FILTERS``; globals: ``range`` (bounded),
+the email ``html`` field only (there is no ``|safe``: customer data is never trusted as
+HTML). Filters: ``SAFE_FILTERS``; methods: ``SAFE_METHODS``; globals: ``range`` (bounded),
 ``dict``, ``cycler``, ``joiner``, ``namespace``; no ``include``/``extends``/``import``.
 """
 

@@ -145,11 +145,12 @@ def open_pixel_add(html: str, pixel_url: str) -> str:
         f'<img src="{escape(pixel_url, quote=True)}" width="1" height="1" alt="" '
         'style="display:block;border:0;width:1px;height:1px">'
     )
-    finder = _BodyEndFinder(html)
-    finder.parse()
-    if finder.body_end is None:
+    # The last "</body" is the document's end tag: nothing a template renders after it
+    # would be displayed anyway, so a search is as good as a parse here, and cheaper.
+    end = html.lower().rfind("</body")
+    if end < 0:
         return html + pixel
-    return html[: finder.body_end] + pixel + html[finder.body_end :]
+    return html[:end] + pixel + html[end:]
 
 
 _SKIPPED = frozenset({"head", "script", "style", "template", "title"})

@@ -85,8 +85,8 @@ def render(
             rendered[name] = _field_render(channel, name, fields.get(name) or "", context, limits)
     if channel == "email" and not rendered["text"]:
         rendered["text"] = text_from_html(rendered["html"])
-    for name in REQUIRED_FIELDS[channel]:
-        if not rendered[name].strip():
+    for name in CHANNEL_FIELDS[channel]:
+        if name in REQUIRED_FIELDS[channel] and not rendered[name].strip():
             raise RenderError(name, "rendered empty")
     return rendered
 

@@ -505,3 +505,12 @@ def test_endless_recursion_is_refused() -> None:
 def test_limits_must_be_positive() -> None:
     with pytest.raises(ValueError, match=r"^Limits.seconds must be positive, got 0$"):
         Limits(seconds=0)
+
+
+def test_the_same_template_renders_under_each_callers_own_limits() -> None:
+    source = "{{ range(6)|list|length }}"
+
+    assert refusal(source, limits=Limits(range_size=5)) == (
+        "line 1: template exceeds a limit: range() would make 6 numbers, over the limit of 5"
+    )
+    assert body(source) == "6"

@@ -1,0 +1,18 @@
+from django.urls import path
+
+from consent.api import views
+
+app_name = "consent-api"
+
+urlpatterns = [
+    path(
+        "customers/<int:customer_id>/subscriptions/",
+        views.CustomerSubscriptions.as_view(),
+        name="customer-subscriptions",
+    ),
+    path(
+        "customers/<int:customer_id>/consent-history/",
+        views.CustomerConsentHistory.as_view(),
+        name="customer-consent-history",
+    ),
+]
