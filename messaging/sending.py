@@ -13,6 +13,7 @@ import dataclasses
 import datetime as dt
 import logging
 import random
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,6 +26,7 @@ from django.utils import timezone
 from consent.models import AddressKind, SuppressionReason
 from consent.services import suppression_add
 from messaging import reasons
+from messaging.channels import ratelimit
 from messaging.channels.base import Outgoing, PermanentError, Sent, TransientError
 from messaging.channels.registry import backend_for
 from messaging.models import Message, MessageStatus
@@ -61,7 +63,13 @@ def messages_send(
     per_message = not backend.supports_idempotency
     results: list[tuple[Claimed, Sent | Exception]] = []
     counts = {"sent": 0, "retrying": 0, "failed": 0}
-    for message in claimed:
+    for position, message in enumerate(claimed):
+        wait = _rate_wait(channel)
+        if wait is not None:
+            # Over the provider's rate: the rest of the batch goes back, due when a token is.
+            _put_back(claimed[position:], wait)
+            counts["retrying"] += len(claimed) - position
+            break
         try:
             result: Sent | Exception = backend.send(outgoing(message))
         except (TransientError, PermanentError) as exc:
@@ -219,6 +227,27 @@ def _record(message: Claimed, result: Sent | Exception) -> str:
         updated_at=now,
     )
     return "failed"
+
+
+def _rate_wait(channel: str) -> float | None:
+    """None when a send may go now (waiting up to a second for a token, which keeps a
+    worker busy at the provider's rate); else the seconds until it may."""
+    wait = ratelimit.acquire_for(channel)
+    if 0 < wait <= 1.0:
+        time.sleep(wait)
+        wait = ratelimit.acquire_for(channel)
+    return None if wait <= 0 else wait
+
+
+def _put_back(messages: Sequence[Claimed], wait: float) -> None:
+    """Return claimed, unsent messages to the queue without spending an attempt."""
+    now = timezone.now()
+    Message.objects.filter(pk__in=[m.pk for m in messages], status=MessageStatus.SENDING).update(
+        status=MessageStatus.QUEUED,
+        attempts=F("attempts") - 1,
+        send_after=now + dt.timedelta(seconds=wait),
+        updated_at=now,
+    )
 
 
 def retry_delay(attempts: int, retry_after: float | None = None) -> float:

@@ -185,3 +185,23 @@ def test_a_channel_without_a_backend_fails_its_messages_instead_of_stranding_the
     assert (summary.claimed, summary.failed) == (1, 1)
     assert (message.status, message.reason) == ("failed", "provider_rejected")
     assert message.error.startswith("not configured")
+
+
+def test_over_the_providers_rate_the_rest_of_the_batch_waits_without_spending_an_attempt(
+    templates: dict[str, Template], customer: Customer, scripted: type[Scripted], settings: Any
+) -> None:
+    from messaging.channels import ratelimit
+
+    settings.MESSAGING_RATE_LIMITS = {"sms": 0.001}  # one token, then one per ~17 minutes
+    ratelimit.local_buckets_reset()
+    settings.CELERY_BROKER_URL = "memory://"  # the in-process bucket: no shared state
+    messages = [queued(customer, "tips-sms", key=f"k{n}") for n in range(3)]
+    Message.objects.filter(pk__in=[m.pk for m in messages]).update(reserved_at=None)
+    scripted.script = [Sent("SM1")]
+
+    summary = messages_send("sms", [m.pk for m in messages])
+
+    assert (summary.claimed, summary.sent, summary.retrying) == (3, 1, 2)
+    waiting = Message.objects.filter(status="queued").order_by("pk")
+    assert [(m.attempts, m.send_after is not None) for m in waiting] == [(0, True), (0, True)]
+    ratelimit.local_buckets_reset()
