@@ -369,3 +369,9 @@ MESSAGING_APNS_HTTP2: bool = env.bool("MESSAGING_APNS_HTTP2", default=True)
 # otherwise refuses private, loopback, link-local and other non-public addresses).
 MESSAGING_WEBHOOK_SECRET: str = env.str("MESSAGING_WEBHOOK_SECRET", default="")
 MESSAGING_WEBHOOK_ALLOWED_HOSTS: list[str] = env.list("MESSAGING_WEBHOOK_ALLOWED_HOSTS", default=[])
+# The demo (DEBUG, no provider configured) prints SMS and push like the console email backend.
+if DEBUG and "MESSAGING_BACKENDS" not in env:
+    if not MESSAGING_SMS_ACCOUNT:
+        MESSAGING_BACKENDS["sms"] = "messaging.channels.console.ConsoleBackend"
+    if not MESSAGING_FCM_CREDENTIALS_FILE and not MESSAGING_APNS_KEY_FILE:
+        MESSAGING_BACKENDS["push"] = "messaging.channels.console.ConsoleBackend"
