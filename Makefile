@@ -56,6 +56,7 @@ pytest: install
 bench: install
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/milestones.py
+	$(BIN)/python bench/messaging.py
 
 clean:
 	rm -rf $(VENV) var

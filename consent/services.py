@@ -31,6 +31,7 @@ from consent.models import (
 from consent.selectors import region_policy_for
 from consent.signals import confirmation_requested
 from customers.models import Customer
+from customers.services import TimelineEvent, events_record
 
 #: SMS keywords (CTIA / carrier conventions), matched on the whole trimmed, upper-cased body.
 STOP_KEYWORDS = frozenset(
@@ -87,6 +88,7 @@ def subscription_set(
     now = timezone.now()
     with transaction.atomic():
         changed = []
+        timeline: list[TimelineEvent] = []
         for topic in topics:
             subscription, _ = Subscription.objects.select_for_update().get_or_create(
                 customer_id=customer_id, channel=channel, topic=topic
@@ -96,7 +98,9 @@ def subscription_set(
             subscription.status, subscription.updated_at = status, now
             subscription.save(update_fields=["status", "updated_at"])
             changed.append(subscription)
-            _record(customer_id, channel, topic, status, evidence, now)
+            record = _record(customer_id, channel, topic, status, evidence, now)
+            timeline.extend(_timeline(record))
+        events_record(events=timeline)
         pending = [s.topic.key for s in changed if s.status == SubscriptionStatus.PENDING]
         if pending:
             transaction.on_commit(
@@ -127,8 +131,8 @@ def _record(
     status: str,
     evidence: Evidence,
     now: dt.datetime,
-) -> None:
-    ConsentRecord.objects.create(
+) -> ConsentRecord:
+    return ConsentRecord.objects.create(
         customer_id=customer_id,
         channel=channel,
         topic=topic,
@@ -140,6 +144,33 @@ def _record(
         actor_id=evidence.actor_id,
         created_at=now,
     )
+
+
+_TIMELINE_NAMES = {
+    SubscriptionStatus.OPTED_OUT: "Unsubscribed",
+    SubscriptionStatus.OPTED_IN: "Subscribed",
+}
+
+
+def _timeline(record: ConsentRecord) -> list[TimelineEvent]:
+    """Opt-ins and opt-outs go on the customer's timeline, so milestones and journeys can
+    react to them (a journey that exits on unsubscribe)."""
+    name = _TIMELINE_NAMES.get(SubscriptionStatus(record.status))
+    if name is None:
+        return []
+    return [
+        TimelineEvent(
+            customer_id=record.customer_id,
+            name=name,
+            occurred_at=record.created_at,
+            message_id=f"milepost:consent:{record.pk}",
+            properties={
+                "channel": record.channel,
+                "topic": record.topic.key if record.topic else "",
+                "source": record.source,
+            },
+        )
+    ]
 
 
 def confirmation_accept(*, customer_id: int, evidence: Evidence) -> list[Subscription]:

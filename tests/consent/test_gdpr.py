@@ -46,7 +46,7 @@ def test_the_export_holds_every_kind_of_data(held: Customer) -> None:
     assert data["customer"]["traits"] == {"a": 1}
     assert [i["value"] for i in data["identities"]] == ["anon-1"]
     assert [d["token"] for d in data["devices"]] == ["tok-1"]
-    assert [e["name"] for e in data["events"]] == ["Signed Up"]
+    assert [e["name"] for e in data["events"]] == ["Signed Up", "Unsubscribed"]
     assert [(s["channel"], s["status"]) for s in data["subscriptions"]] == [("email", "opted_out")]
     assert [(r["status"], r["ip_address"]) for r in data["consent_records"]] == [
         ("opted_out", "203.0.113.9")
@@ -62,7 +62,7 @@ def test_erasing_keeps_only_hashed_suppressions_of_every_address(held: Customer)
 
     summary = customer_erase(customer_id=held.pk)
 
-    assert (summary.events, summary.suppressed_addresses) == (1, 3)
+    assert (summary.events, summary.suppressed_addresses) == (2, 3)
     assert not Customer.objects.filter(pk=held.pk).exists()
     assert Customer.objects.filter(pk=other.pk).exists()
     assert (Event.objects.count(), Identity.objects.count(), Device.objects.count()) == (0, 0, 0)
@@ -95,7 +95,7 @@ def test_the_commands_export_and_refuse_to_erase_without_confirmation(held: Cust
 
     erased = io.StringIO()
     call_command("customer_erase", str(held.pk), "--yes", stdout=erased)
-    assert erased.getvalue().startswith(f"Erased customer {held.pk}: 1 events deleted")
+    assert erased.getvalue().startswith(f"Erased customer {held.pk}: 2 events deleted")
     with pytest.raises(CommandError, match="There is no customer"):
         call_command("customer_export", str(held.pk))
 

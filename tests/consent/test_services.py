@@ -134,9 +134,7 @@ def test_an_email_opt_in_in_a_double_opt_in_region_waits_for_confirmation(
         )  # fmt: skip
 
     assert states(customer.pk) == {("email", "tips"): "pending"}
-    assert confirmations == [
-        {"customer_id": customer.pk, "topic_keys": ["tips"]}
-    ]
+    assert confirmations == [{"customer_id": customer.pk, "topic_keys": ["tips"]}]
 
     confirmation_accept(customer_id=customer.pk, evidence=Evidence(source="api"))
 
@@ -252,3 +250,20 @@ def test_a_link_token_reads_back_and_is_refused_when_tampered_or_used_for_anothe
         )
     with pytest.raises(links.BadToken):
         links.token_read(links.UNSUBSCRIBE, "not-a-token")
+
+
+def test_opting_in_and_out_goes_on_the_customers_timeline(topics: dict[str, Topic]) -> None:
+    from customers.models import Event
+
+    customer = CustomerFactory()
+    for status in ("opted_in", "opted_out"):
+        subscription_set(
+            customer_id=customer.pk, channel="email", topic_keys=["tips"], status=status,
+            evidence=API,
+        )  # fmt: skip
+
+    events = list(Event.objects.order_by("id").values_list("name", "properties"))
+    assert events == [
+        ("Subscribed", {"channel": "email", "topic": "tips", "source": "api"}),
+        ("Unsubscribed", {"channel": "email", "topic": "tips", "source": "api"}),
+    ]
