@@ -1,6 +1,6 @@
 from django.urls import path
 
-from consent.api import views
+from consent.api import gdpr, views
 
 app_name = "consent-api"
 
@@ -15,4 +15,6 @@ urlpatterns = [
         views.CustomerConsentHistory.as_view(),
         name="customer-consent-history",
     ),
+    path("customers/<int:customer_id>/export/", gdpr.CustomerExport.as_view(), name="export"),
+    path("customers/<int:customer_id>/erase/", gdpr.CustomerErase.as_view(), name="erase"),
 ]
