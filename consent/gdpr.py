@@ -46,8 +46,7 @@ def _model(label: str) -> type[Model] | None:
 
 def _rows(queryset: QuerySet[Any], *exclude: str) -> list[dict[str, Any]]:
     return [
-        {k: _plain(v) for k, v in model_to_dict(row).items() if k not in exclude}
-        | {"id": row.pk}
+        {k: _plain(v) for k, v in model_to_dict(row).items() if k not in exclude} | {"id": row.pk}
         for row in queryset
     ]
 
@@ -153,9 +152,7 @@ def customer_erase(*, customer_id: int) -> ErasureSummary:
                 model._default_manager.filter(**lookup).delete()
         events, _ = Event.objects.filter(customer_id=customer_id).delete()
         # The ledger is append-only row by row; erasure is the one bulk delete it allows.
-        ConsentRecord.objects.filter(customer_id=customer_id)._raw_delete(
-            ConsentRecord.objects.db
-        )
+        ConsentRecord.objects.filter(customer_id=customer_id)._raw_delete(ConsentRecord.objects.db)
         customer.delete()  # identities, devices, subscriptions, preference, stage history
     logger.info("customer %s erased", customer_id)
     return ErasureSummary(events, len(addresses), blanked)
