@@ -460,6 +460,11 @@ def _queued_dispatch(now: dt.datetime, batch: int) -> int:
         .values_list("channel", "pk")[:batch]
     )
     if rows:
+        # Touched, so a backlog the workers have not reached yet is woken again only every
+        # 30 s, not on every tick.
+        Message.objects.filter(pk__in=[pk for _, pk in rows], status=MessageStatus.QUEUED).update(
+            updated_at=now
+        )
         _dispatch(rows)
     return len(rows)
 

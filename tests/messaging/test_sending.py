@@ -205,3 +205,20 @@ def test_over_the_providers_rate_the_rest_of_the_batch_waits_without_spending_an
     waiting = Message.objects.filter(status="queued").order_by("pk")
     assert [(m.attempts, m.send_after is not None) for m in waiting] == [(0, True), (0, True)]
     ratelimit.local_buckets_reset()
+
+
+def test_a_queued_message_whose_wake_up_was_lost_is_woken_again_but_not_on_every_tick(
+    templates: dict[str, Template], customer: Customer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import messaging.services as services
+
+    woken: list[list[tuple[str, int]]] = []
+    monkeypatch.setattr(services, "_dispatch", lambda rows: woken.append(list(rows)))
+    message = queued(customer, "tips-sms")  # decided at NOON, its wake-up then lost
+
+    messages_due_process(now=NOON + dt.timedelta(seconds=29))
+    messages_due_process(now=NOON + dt.timedelta(seconds=31))
+    messages_due_process(now=NOON + dt.timedelta(seconds=46))
+    messages_due_process(now=NOON + dt.timedelta(seconds=62))
+
+    assert woken == [[("sms", message.pk)], [("sms", message.pk)]]
