@@ -8,15 +8,14 @@ from typing import Any
 
 import pytest
 import time_machine
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractUser, Permission
+from django.contrib.auth.models import AbstractUser
 from rest_framework.test import APIClient
 
 from consent.api.views import ConsentHistoryPagination
 from consent.models import ConsentRecord, RegionPolicy, Subscription, Topic
 from consent.services import Evidence, subscription_set
 from customers.models import Customer
-from customers.services import api_token_create
+from tests.api_clients import token_client, user_with
 from tests.factories import CustomerFactory
 
 pytestmark = pytest.mark.django_db
@@ -31,17 +30,7 @@ OPT_OUT_RULE = {"mode": "opt_out", "requires_double_opt_in": False}
 
 
 def make_user(username: str, *permissions: str, is_staff: bool = False) -> AbstractUser:
-    user: AbstractUser = get_user_model().objects.create_user(username=username, is_staff=is_staff)
-    user.user_permissions.set(
-        Permission.objects.filter(content_type__app_label="consent", codename__in=permissions)
-    )
-    return user
-
-
-def token_client(user: AbstractUser) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_token_create(user=user, name='ci').key}")
-    return client
+    return user_with("consent", username, *permissions, is_staff=is_staff)
 
 
 @pytest.fixture

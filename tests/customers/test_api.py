@@ -7,13 +7,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractUser, Permission
+from django.contrib.auth.models import AbstractUser
 from rest_framework.test import APIClient
 
 from customers.api.views import EventCursorPagination
 from customers.models import ApiToken, Customer, Event
-from customers.services import api_token_create
+from tests.api_clients import token_client, user_with
 from tests.factories import (
     AccountFactory,
     CustomerFactory,
@@ -34,17 +33,7 @@ def at(text: str) -> dt.datetime:
 
 
 def make_user(username: str, *permissions: str, is_staff: bool = False) -> AbstractUser:
-    user: AbstractUser = get_user_model().objects.create_user(username=username, is_staff=is_staff)
-    user.user_permissions.set(
-        Permission.objects.filter(content_type__app_label="customers", codename__in=permissions)
-    )
-    return user
-
-
-def token_client(user: AbstractUser) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_token_create(user=user, name='ci').key}")
-    return client
+    return user_with("customers", username, *permissions, is_staff=is_staff)
 
 
 @pytest.fixture

@@ -10,15 +10,14 @@ from typing import Any
 
 import pytest
 import time_machine
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractUser, Permission
+from django.contrib.auth.models import AbstractUser
 from rest_framework.test import APIClient
 
 from consent.models import Topic
 from customers.models import Customer, Event
-from customers.services import api_token_create
 from messaging.api.views import MessageCursorPagination
 from messaging.models import Message, Template
+from tests.api_clients import token_client, user_with
 from tests.factories import CustomerFactory
 
 pytestmark = pytest.mark.django_db
@@ -34,17 +33,7 @@ _keys = itertools.count()
 
 
 def make_user(username: str, *permissions: str, is_staff: bool = False) -> AbstractUser:
-    user: AbstractUser = get_user_model().objects.create_user(username=username, is_staff=is_staff)
-    user.user_permissions.set(
-        Permission.objects.filter(content_type__app_label="messaging", codename__in=permissions)
-    )
-    return user
-
-
-def token_client(user: AbstractUser) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_token_create(user=user, name='ci').key}")
-    return client
+    return user_with("messaging", username, *permissions, is_staff=is_staff)
 
 
 @pytest.fixture

@@ -11,13 +11,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractUser, Permission
+from django.contrib.auth.models import AbstractUser
 from django.db import connection
 from rest_framework.test import APIClient
 
 from customers.models import Customer
-from customers.services import api_token_create
 from milestones.api.pagination import cursor_decode, cursor_encode
 from milestones.api.selectors import FeedPosition
 from milestones.evaluation import xact_id
@@ -30,6 +28,7 @@ from milestones.models import (
     Unit,
 )
 from milestones.services import definition_activate, definition_create, definition_update
+from tests.api_clients import token_client, user_with
 from tests.factories import AccountFactory, CustomerFactory, EventFactory
 from tests.milestones.conftest import T0
 
@@ -46,17 +45,7 @@ def at(text: str) -> dt.datetime:
 
 
 def make_user(username: str, *permissions: str, is_staff: bool = False) -> AbstractUser:
-    user: AbstractUser = get_user_model().objects.create_user(username=username, is_staff=is_staff)
-    user.user_permissions.set(
-        Permission.objects.filter(content_type__app_label="milestones", codename__in=permissions)
-    )
-    return user
-
-
-def token_client(user: AbstractUser) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_token_create(user=user, name='ci').key}")
-    return client
+    return user_with("milestones", username, *permissions, is_staff=is_staff)
 
 
 @pytest.fixture
