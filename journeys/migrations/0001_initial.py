@@ -7,131 +7,382 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('customers', '0002_plain_indexes'),
+        ("customers", "0002_plain_indexes"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Journey',
+            name="Journey",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('trigger', models.JSONField(help_text='What enrolls a customer, e.g. {"kind": "milestone_missed", "milestone": "activated"}; kinds: milestone_achieved, milestone_missed, event, stage_changed.')),
-                ('entry_rules', models.JSONField(blank=True, default=dict, help_text='Who may enter, e.g. {"plans": ["pro"], "regions": ["US"], "stages": ["onboarding"]}.')),
-                ('reentry', models.CharField(choices=[('never', 'Never: a customer enters once'), ('after_days', 'Again after N days')], default='never', max_length=16)),
-                ('reentry_days', models.PositiveIntegerField(blank=True, help_text='With re-entry after N days: N.', null=True)),
-                ('priority', models.IntegerField(default=0, help_text="Higher wins when its messages compete for a customer's last slot.")),
-                ('holdout_percent', models.DecimalField(decimal_places=2, default=0, help_text='Share of entering customers held out as a control group: they get nothing.', max_digits=5)),
-                ('steps', models.JSONField(help_text='The step graph; the first step is the entry.')),
-                ('goal', models.JSONField(blank=True, help_text='Conversion goal, e.g. {"milestone": "activated", "within": {"days": 14}}.', null=True)),
-                ('exit_when', models.JSONField(blank=True, default=list, help_text='Leave at once when any holds, e.g. [{"milestone": "activated", "state": "achieved"}] or [{"event": "Unsubscribed"}].')),
-                ('key', models.SlugField(max_length=100, unique=True)),
-                ('name', models.CharField(max_length=200)),
-                ('description', models.TextField(blank=True)),
-                ('status', models.CharField(choices=[('draft', 'Draft'), ('live', 'Live'), ('paused', 'Paused'), ('archived', 'Archived')], default='draft', max_length=16)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "trigger",
+                    models.JSONField(
+                        help_text='What enrolls a customer, e.g. {"kind": "milestone_missed", "milestone": "activated"}; kinds: milestone_achieved, milestone_missed, event, stage_changed.'
+                    ),
+                ),
+                (
+                    "entry_rules",
+                    models.JSONField(
+                        blank=True,
+                        default=dict,
+                        help_text='Who may enter, e.g. {"plans": ["pro"], "regions": ["US"], "stages": ["onboarding"]}.',
+                    ),
+                ),
+                (
+                    "reentry",
+                    models.CharField(
+                        choices=[
+                            ("never", "Never: a customer enters once"),
+                            ("after_days", "Again after N days"),
+                        ],
+                        default="never",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "reentry_days",
+                    models.PositiveIntegerField(
+                        blank=True, help_text="With re-entry after N days: N.", null=True
+                    ),
+                ),
+                (
+                    "priority",
+                    models.IntegerField(
+                        default=0,
+                        help_text="Higher wins when its messages compete for a customer's last slot.",
+                    ),
+                ),
+                (
+                    "holdout_percent",
+                    models.DecimalField(
+                        decimal_places=2,
+                        default=0,
+                        help_text="Share of entering customers held out as a control group: they get nothing.",
+                        max_digits=5,
+                    ),
+                ),
+                (
+                    "steps",
+                    models.JSONField(help_text="The step graph; the first step is the entry."),
+                ),
+                (
+                    "goal",
+                    models.JSONField(
+                        blank=True,
+                        help_text='Conversion goal, e.g. {"milestone": "activated", "within": {"days": 14}}.',
+                        null=True,
+                    ),
+                ),
+                (
+                    "exit_when",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text='Leave at once when any holds, e.g. [{"milestone": "activated", "state": "achieved"}] or [{"event": "Unsubscribed"}].',
+                    ),
+                ),
+                ("key", models.SlugField(max_length=100, unique=True)),
+                ("name", models.CharField(max_length=200)),
+                ("description", models.TextField(blank=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("draft", "Draft"),
+                            ("live", "Live"),
+                            ("paused", "Paused"),
+                            ("archived", "Archived"),
+                        ],
+                        default="draft",
+                        max_length=16,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
             options={
-                'ordering': ('name',),
+                "ordering": ("name",),
             },
         ),
         migrations.CreateModel(
-            name='JourneyChange',
+            name="JourneyChange",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('action', models.CharField(max_length=32)),
-                ('changes', models.JSONField(blank=True, default=dict)),
-                ('at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('journey', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='changes', to='journeys.journey')),
-                ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("action", models.CharField(max_length=32)),
+                ("changes", models.JSONField(blank=True, default=dict)),
+                ("at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "journey",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="changes",
+                        to="journeys.journey",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ('-at', '-id'),
+                "ordering": ("-at", "-id"),
             },
         ),
         migrations.CreateModel(
-            name='JourneyVersion',
+            name="JourneyVersion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('trigger', models.JSONField(help_text='What enrolls a customer, e.g. {"kind": "milestone_missed", "milestone": "activated"}; kinds: milestone_achieved, milestone_missed, event, stage_changed.')),
-                ('entry_rules', models.JSONField(blank=True, default=dict, help_text='Who may enter, e.g. {"plans": ["pro"], "regions": ["US"], "stages": ["onboarding"]}.')),
-                ('reentry', models.CharField(choices=[('never', 'Never: a customer enters once'), ('after_days', 'Again after N days')], default='never', max_length=16)),
-                ('reentry_days', models.PositiveIntegerField(blank=True, help_text='With re-entry after N days: N.', null=True)),
-                ('priority', models.IntegerField(default=0, help_text="Higher wins when its messages compete for a customer's last slot.")),
-                ('holdout_percent', models.DecimalField(decimal_places=2, default=0, help_text='Share of entering customers held out as a control group: they get nothing.', max_digits=5)),
-                ('steps', models.JSONField(help_text='The step graph; the first step is the entry.')),
-                ('goal', models.JSONField(blank=True, help_text='Conversion goal, e.g. {"milestone": "activated", "within": {"days": 14}}.', null=True)),
-                ('exit_when', models.JSONField(blank=True, default=list, help_text='Leave at once when any holds, e.g. [{"milestone": "activated", "state": "achieved"}] or [{"event": "Unsubscribed"}].')),
-                ('number', models.PositiveIntegerField()),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('journey', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='versions', to='journeys.journey')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "trigger",
+                    models.JSONField(
+                        help_text='What enrolls a customer, e.g. {"kind": "milestone_missed", "milestone": "activated"}; kinds: milestone_achieved, milestone_missed, event, stage_changed.'
+                    ),
+                ),
+                (
+                    "entry_rules",
+                    models.JSONField(
+                        blank=True,
+                        default=dict,
+                        help_text='Who may enter, e.g. {"plans": ["pro"], "regions": ["US"], "stages": ["onboarding"]}.',
+                    ),
+                ),
+                (
+                    "reentry",
+                    models.CharField(
+                        choices=[
+                            ("never", "Never: a customer enters once"),
+                            ("after_days", "Again after N days"),
+                        ],
+                        default="never",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "reentry_days",
+                    models.PositiveIntegerField(
+                        blank=True, help_text="With re-entry after N days: N.", null=True
+                    ),
+                ),
+                (
+                    "priority",
+                    models.IntegerField(
+                        default=0,
+                        help_text="Higher wins when its messages compete for a customer's last slot.",
+                    ),
+                ),
+                (
+                    "holdout_percent",
+                    models.DecimalField(
+                        decimal_places=2,
+                        default=0,
+                        help_text="Share of entering customers held out as a control group: they get nothing.",
+                        max_digits=5,
+                    ),
+                ),
+                (
+                    "steps",
+                    models.JSONField(help_text="The step graph; the first step is the entry."),
+                ),
+                (
+                    "goal",
+                    models.JSONField(
+                        blank=True,
+                        help_text='Conversion goal, e.g. {"milestone": "activated", "within": {"days": 14}}.',
+                        null=True,
+                    ),
+                ),
+                (
+                    "exit_when",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text='Leave at once when any holds, e.g. [{"milestone": "activated", "state": "achieved"}] or [{"event": "Unsubscribed"}].',
+                    ),
+                ),
+                ("number", models.PositiveIntegerField()),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "journey",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="versions",
+                        to="journeys.journey",
+                    ),
+                ),
             ],
             options={
-                'ordering': ('journey', '-number'),
+                "ordering": ("journey", "-number"),
             },
         ),
         migrations.AddField(
-            model_name='journey',
-            name='active_version',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='journeys.journeyversion'),
+            model_name="journey",
+            name="active_version",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="journeys.journeyversion",
+            ),
         ),
         migrations.CreateModel(
-            name='Enrollment',
+            name="Enrollment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('entry_key', models.CharField(max_length=200)),
-                ('state', models.CharField(choices=[('active', 'Active'), ('waiting', 'Waiting'), ('completed', 'Completed'), ('exited', 'Exited'), ('holdout', 'Held out (control)'), ('failed', 'Failed')], max_length=16)),
-                ('current_step', models.CharField(blank=True, max_length=64)),
-                ('next_run_at', models.DateTimeField(blank=True, null=True)),
-                ('step_started_at', models.DateTimeField(blank=True, null=True)),
-                ('variants', models.JSONField(blank=True, default=dict, help_text='Split step -> variant.')),
-                ('entered_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('exit_reason', models.CharField(blank=True, max_length=200)),
-                ('converted_at', models.DateTimeField(blank=True, null=True)),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('customer', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='enrollments', to='customers.customer')),
-                ('journey', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='enrollments', to='journeys.journey')),
-                ('version', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='journeys.journeyversion')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("entry_key", models.CharField(max_length=200)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("active", "Active"),
+                            ("waiting", "Waiting"),
+                            ("completed", "Completed"),
+                            ("exited", "Exited"),
+                            ("holdout", "Held out (control)"),
+                            ("failed", "Failed"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("current_step", models.CharField(blank=True, max_length=64)),
+                ("next_run_at", models.DateTimeField(blank=True, null=True)),
+                ("step_started_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "variants",
+                    models.JSONField(blank=True, default=dict, help_text="Split step -> variant."),
+                ),
+                ("entered_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("exit_reason", models.CharField(blank=True, max_length=200)),
+                ("converted_at", models.DateTimeField(blank=True, null=True)),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "customer",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="enrollments",
+                        to="customers.customer",
+                    ),
+                ),
+                (
+                    "journey",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="enrollments",
+                        to="journeys.journey",
+                    ),
+                ),
+                (
+                    "version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="journeys.journeyversion",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='StepRun',
+            name="StepRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('step_key', models.CharField(max_length=64)),
-                ('attempt', models.PositiveIntegerField(default=1)),
-                ('idempotency_key', models.CharField(max_length=200, unique=True)),
-                ('status', models.CharField(choices=[('done', 'Done'), ('failed', 'Failed')], max_length=16)),
-                ('result', models.JSONField(blank=True, default=dict)),
-                ('message_id', models.BigIntegerField(blank=True, null=True)),
-                ('at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('enrollment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='runs', to='journeys.enrollment')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("step_key", models.CharField(max_length=64)),
+                ("attempt", models.PositiveIntegerField(default=1)),
+                ("idempotency_key", models.CharField(max_length=200, unique=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("done", "Done"), ("failed", "Failed")], max_length=16
+                    ),
+                ),
+                ("result", models.JSONField(blank=True, default=dict)),
+                ("message_id", models.BigIntegerField(blank=True, null=True)),
+                ("at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "enrollment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="runs",
+                        to="journeys.enrollment",
+                    ),
+                ),
             ],
             options={
-                'ordering': ('enrollment', 'at', 'id'),
+                "ordering": ("enrollment", "at", "id"),
             },
         ),
         migrations.AddConstraint(
-            model_name='journeyversion',
-            constraint=models.UniqueConstraint(fields=('journey', 'number'), name='journey_version_unique'),
+            model_name="journeyversion",
+            constraint=models.UniqueConstraint(
+                fields=("journey", "number"), name="journey_version_unique"
+            ),
         ),
         migrations.AddIndex(
-            model_name='enrollment',
-            index=models.Index(condition=models.Q(('state__in', ('active', 'waiting'))), fields=['next_run_at'], name='enrollment_due'),
+            model_name="enrollment",
+            index=models.Index(
+                condition=models.Q(("state__in", ("active", "waiting"))),
+                fields=["next_run_at"],
+                name="enrollment_due",
+            ),
         ),
         migrations.AddIndex(
-            model_name='enrollment',
-            index=models.Index(fields=['customer', 'journey', '-entered_at'], name='enrollment_customer'),
+            model_name="enrollment",
+            index=models.Index(
+                fields=["customer", "journey", "-entered_at"], name="enrollment_customer"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='enrollment',
-            constraint=models.UniqueConstraint(fields=('version', 'customer', 'entry_key'), name='enrollment_unique_entry'),
+            model_name="enrollment",
+            constraint=models.UniqueConstraint(
+                fields=("version", "customer", "entry_key"), name="enrollment_unique_entry"
+            ),
         ),
     ]

@@ -1,0 +1,166 @@
+"""Entering journeys: milestone outcomes (and, through the same door, events and stage
+changes) enroll customers in the live journeys they trigger.
+
+``enroll`` is idempotent: each entry has a key (``outcome:<id>``, ``event:<id>``, …) and the
+enrollment is unique per (version, customer, entry key), so an outcome delivered twice — by
+its signal and by the sweep that catches lost signals — enrolls once. Entry rules and the
+re-entry policy are checked under a per-customer advisory lock, so two workers cannot both
+let the same customer in when only one entry is allowed. Held-out customers are enrolled as
+``holdout`` and never advance: they are the control group.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterable, Sequence
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from customers.models import Customer
+from journeys.graph import graph_parse, is_holdout
+from journeys.models import Enrollment, EnrollmentState, Journey, JourneyStatus, JourneyVersion
+from milestones.signals import OutcomeRecord
+
+_LOCK_SPACE = 0x4A52  # "JR": advisory locks of journey entry, per customer
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Entry:
+    """Something that may enroll ``customer_id``: its trigger kind and subject (milestone key,
+    event name or stage) and a key that makes entering idempotent."""
+
+    customer_id: int
+    kind: str  # milestone_achieved | milestone_missed | event | stage_changed
+    subject: str
+    entry_key: str
+    at: dt.datetime
+
+
+def entries_from_outcomes(outcomes: Iterable[OutcomeRecord]) -> list[Entry]:
+    """Customer-unit outcomes as entries (an account-unit outcome enrolls nobody yet)."""
+    return [
+        Entry(o.subject_id, f"milestone_{o.kind}", o.key, f"outcome:{o.id}", o.occurred_at)
+        for o in outcomes
+        if o.unit == "customer"
+    ]
+
+
+def _live_versions() -> list[tuple[Journey, JourneyVersion]]:
+    journeys = Journey.objects.filter(
+        status=JourneyStatus.LIVE, active_version__isnull=False
+    ).select_related("active_version")
+    return [(j, j.active_version) for j in journeys if j.active_version is not None]
+
+
+def _matches(version: JourneyVersion, entry: Entry) -> bool:
+    trigger = version.trigger
+    if trigger.get("kind") != entry.kind:
+        return False
+    if entry.kind.startswith("milestone_"):
+        return bool(trigger.get("milestone") == entry.subject)
+    if entry.kind == "event":
+        return bool(trigger.get("event") == entry.subject)
+    return bool(trigger.get("to") == entry.subject)
+
+
+def _eligible(version: JourneyVersion, customer: Customer) -> bool:
+    rules = version.entry_rules or {}
+    for name, value in (
+        ("plans", customer.plan),
+        ("regions", customer.region),
+        ("stages", customer.lifecycle_stage),
+    ):
+        wanted = {v.upper() for v in rules.get(name, [])}
+        if wanted and value.upper() not in wanted:
+            return False
+    return True
+
+
+def enroll(entries: Sequence[Entry], *, now: dt.datetime | None = None) -> list[Enrollment]:
+    """Enroll the customers of ``entries`` in every live journey they trigger; returns the
+    enrollments made (none for an entry seen before)."""
+    now = now or timezone.now()
+    live = _live_versions()
+    pairs = [(j, v, e) for e in entries for j, v in live if _matches(v, e)]
+    if not pairs:
+        return []
+    made: list[Enrollment] = []
+    with transaction.atomic():
+        ids = sorted({e.customer_id for _, _, e in pairs})
+        _customers_lock(ids)
+        customers = {c.pk: c for c in Customer.objects.filter(pk__in=ids)}
+        latest = _latest_entries(ids, {j.pk for j, _, _ in pairs})
+        seen = set(
+            Enrollment.objects.filter(
+                customer_id__in=ids, entry_key__in=[e.entry_key for _, _, e in pairs]
+            ).values_list("version_id", "customer_id", "entry_key")
+        )
+        for journey, version, entry in pairs:
+            customer = customers.get(entry.customer_id)
+            if customer is None or (version.pk, customer.pk, entry.entry_key) in seen:
+                continue
+            if not _eligible(version, customer) or not _may_reenter(
+                version, latest.get((journey.pk, customer.pk)), now
+            ):
+                continue
+            enrollment = _enrollment(journey, version, customer, entry, now)
+            made.append(enrollment)
+            latest[(journey.pk, customer.pk)] = now
+            seen.add((version.pk, customer.pk, entry.entry_key))
+        Enrollment.objects.bulk_create(made)
+    return made
+
+
+def _enrollment(
+    journey: Journey, version: JourneyVersion, customer: Customer, entry: Entry, now: dt.datetime
+) -> Enrollment:
+    held = is_holdout(journey.key, customer.pk, float(version.holdout_percent))
+    return Enrollment(
+        version=version,
+        journey=journey,
+        customer=customer,
+        entry_key=entry.entry_key,
+        state=EnrollmentState.HOLDOUT if held else EnrollmentState.ACTIVE,
+        current_step="" if held else graph_parse(version.steps).first.key,
+        next_run_at=None if held else now,
+        step_started_at=None if held else now,
+        entered_at=now,
+        finished_at=now if held else None,
+        updated_at=now,
+    )
+
+
+def _latest_entries(
+    customer_ids: list[int], journey_ids: set[int]
+) -> dict[tuple[int, int], dt.datetime]:
+    latest: dict[tuple[int, int], dt.datetime] = {}
+    rows = Enrollment.objects.filter(
+        customer_id__in=customer_ids, journey_id__in=journey_ids
+    ).values_list("journey_id", "customer_id", "entered_at")
+    for journey_id, customer_id, at in rows:
+        key = (journey_id, customer_id)
+        if key not in latest or at > latest[key]:
+            latest[key] = at
+    return latest
+
+
+def _may_reenter(version: JourneyVersion, last: dt.datetime | None, now: dt.datetime) -> bool:
+    """Whether a customer who entered this journey at ``last`` (any version) may enter again."""
+    if last is None:
+        return True
+    if version.reentry != "after_days" or not version.reentry_days:
+        return False
+    return now - last >= dt.timedelta(days=version.reentry_days)
+
+
+def _customers_lock(customer_ids: list[int]) -> None:
+    if connection.vendor != "postgresql" or not customer_ids:
+        return  # SQLite (the demo) has one writer at a time
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_advisory_xact_lock(%s, t.id)) "
+            "FROM (SELECT unnest(%s::int[]) AS id ORDER BY 1) t",
+            [_LOCK_SPACE, customer_ids],
+        )

@@ -1,0 +1,33 @@
+"""Journeys fixtures: the template and milestone a journey names, active."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from consent.models import Topic
+from messaging.templating import template_activate, template_save
+from milestones.services import definition_activate, definition_create
+
+STEPS = [
+    {"key": "nudge", "type": "send", "templates": ["setup-help"], "next": "done"},
+    {"key": "done", "type": "exit"},
+]
+MISSED = {"kind": "milestone_missed", "milestone": "activated"}
+
+
+@pytest.fixture
+def ready(django_capture_on_commit_callbacks: Any) -> None:
+    """The template and the milestone a journey names, both active."""
+    topic = Topic.objects.create(key="tips", name="Tips")
+    template = template_save(
+        key="setup-help", name="Setup help", channel="sms", topic=topic, default_locale="en",
+        variants={"en": {"body": "Need a hand with setup?"}},
+    )  # fmt: skip
+    template_activate(template_id=template.pk)
+    definition = definition_create(
+        key="activated", name="Activated", kind="onboarding",
+        condition={"type": "event_count", "event": "Task Done", "at_least": 1},
+    )  # fmt: skip
+    definition_activate(definition=definition)
