@@ -7,10 +7,10 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from journeys.graph import is_holdout
 
 from customers.models import Customer
 from journeys.enrollment import enroll, entries_from_outcomes
+from journeys.graph import is_holdout
 from journeys.models import Enrollment, Journey
 from journeys.services import journey_go_live, journey_pause, journey_save
 from milestones.signals import OutcomeRecord
