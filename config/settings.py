@@ -215,6 +215,10 @@ MILESTONES_BACKFILL_WORKERS: int = env.int("MILESTONES_BACKFILL_WORKERS", defaul
 MILESTONES_TRIAL_PLANS: list[str] = env.list("MILESTONES_TRIAL_PLANS", default=["trial"])
 MILESTONES_DEFAULT_STAGE: str = env.str("MILESTONES_DEFAULT_STAGE", default="new")
 
+# --- Journeys -------------------------------------------------------------------------------
+# Due enrollments one runner transaction claims (SKIP LOCKED) and advances.
+JOURNEYS_ADVANCE_BATCH: int = env.int("JOURNEYS_ADVANCE_BATCH", default=500)
+
 # --- Consent and the delivery policy --------------------------------------------------------
 # How "unknown" consent reads for a region without a RegionPolicy row: opt_out or opt_in.
 CONSENT_DEFAULT_MODE: str = env.str("CONSENT_DEFAULT_MODE", default="opt_out")
@@ -292,6 +296,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "milestones-reconcile": {"task": "milestones.reconcile", "schedule": 60.0},
     # Deferred messages whose time came, due retries, lost wake-ups, unrecorded sends.
     "messaging-due": {"task": "messaging.due", "schedule": 15.0},
+    # Enrollments whose wait is over, and any whose wake-up was lost.
+    "journeys-advance": {"task": "journeys.enrollments_advance", "schedule": 15.0},
 }
 
 # --- Logging --------------------------------------------------------------------------------

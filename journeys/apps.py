@@ -2,6 +2,10 @@ from django.apps import AppConfig
 
 
 class JourneysConfig(AppConfig):
-    # Filled by its own issue (see DESIGN.md §3); registered now so migrations and
-    # queue routing have a stable home.
     name = "journeys"
+
+    def ready(self) -> None:
+        from journeys import receivers
+        from milestones import signals
+
+        signals.outcomes_recorded.connect(receivers.on_outcomes_recorded, dispatch_uid="journeys")

@@ -98,7 +98,11 @@ def go_live_problems(journey: Journey) -> list[str]:
     must be active, the milestones it names must exist and be active."""
     definition_check({f: getattr(journey, f) for f in DEFINITION_FIELDS})
     graph = graph_parse(journey.steps)
-    problems = []
+    problems = [
+        f"step {step.key!r}: notify steps cannot go live yet (the runner does not carry them out)"
+        for step in graph.steps
+        if step.type == "notify"
+    ]
     active = set(
         Template.objects.filter(
             key__in=graph.templates(), status=TemplateStatus.ACTIVE

@@ -198,3 +198,23 @@ def _stages_apply(changes: Sequence[StageChangeRecord], *, cause: str) -> None:
             for c in changes
         )
     transaction.on_commit(partial(stage_changed.send, sender=StageChange, changes=list(changes)))
+
+
+def stages_set(stages: Mapping[int, str], *, cause: str) -> list[StageChangeRecord]:
+    """Set customers' stages explicitly (a journey's update step), with history and the
+    ``stage_changed`` signal; a customer already in that stage is left alone. Customers are
+    locked in id order, as ``stages_refresh`` does."""
+    current = dict(
+        Customer.objects.select_for_update(no_key=True)
+        .filter(pk__in=sorted(stages))
+        .order_by("pk")
+        .values_list("pk", "lifecycle_stage")
+    )
+    now = timezone.now()
+    changes = [
+        StageChangeRecord(pk, current[pk], stages[pk], now)
+        for pk in current
+        if current[pk] != stages[pk]
+    ]
+    _stages_apply(changes, cause=cause[:200])
+    return changes

@@ -1,0 +1,256 @@
+"""The runner: advance due enrollments in bounded batches (DESIGN.md §2.1, §2.4).
+
+One transaction per batch: claim due enrollments of live journeys with
+``FOR UPDATE SKIP LOCKED`` (any number of workers share the work without doing a step twice),
+walk each one through its steps until it waits or ends, hand every send to the messaging
+outbox in one ``messages_request`` call with the step run's key as the idempotency key, and
+write the step log and the enrollments' new positions. A worker killed mid-batch rolls the
+whole batch back — steps, step runs and messages together — so nothing is lost and nothing
+is sent twice; messages go to the providers only after commit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any, Final
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from customers.models import Customer
+from journeys.graph import (
+    BranchStep,
+    DurationWait,
+    ExitStep,
+    Facts,
+    Graph,
+    LocalTimeWait,
+    SendStep,
+    SplitStep,
+    UntilWait,
+    UpdateStep,
+    branch_choose,
+    graph_parse,
+    split_variant,
+    timeout_at,
+    wait_until,
+)
+from journeys.models import (
+    Enrollment,
+    EnrollmentState,
+    JourneyStatus,
+    JourneyVersion,
+    StepRun,
+    StepRunStatus,
+)
+from messaging.models import Message
+from messaging.services import SendRequest, messages_request
+from milestones.models import MilestoneDefinition, Progress
+from milestones.stages import stages_set
+
+#: Steps one enrollment may take in one run (the graph is acyclic, so this only splits a
+#: very long straight path over several runs).
+MAX_STEPS_PER_RUN: Final = 50
+_ENGAGEMENT: Final = {
+    "sent": ("sent",),
+    "delivered": ("sent", "delivered"),
+    "opened": ("sent", "delivered", "opened"),
+    "clicked": ("sent", "delivered", "opened", "clicked"),
+}
+
+
+def step_run_key(enrollment_id: int, step_key: str, attempt: int = 1) -> str:
+    """The idempotency key of one step run; a send step hands it to the outbox."""
+    return f"journey:{enrollment_id}:{step_key}:{attempt}"
+
+
+@dataclasses.dataclass(slots=True)
+class _Batch:
+    now: dt.datetime
+    sends: list[SendRequest] = dataclasses.field(default_factory=list)
+    runs: list[StepRun] = dataclasses.field(default_factory=list)
+    stages: dict[int, str] = dataclasses.field(default_factory=dict)
+    traits: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+
+def enrollments_advance(*, now: dt.datetime | None = None, batch: int | None = None) -> int:
+    """Advance up to ``batch`` due enrollments; returns how many were claimed."""
+    now = now or timezone.now()
+    size = batch or settings.JOURNEYS_ADVANCE_BATCH
+    with transaction.atomic():
+        due = list(
+            Enrollment.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(
+                state__in=(EnrollmentState.ACTIVE, EnrollmentState.WAITING),
+                next_run_at__lte=now,
+                journey__status=JourneyStatus.LIVE,
+            )
+            .select_related("version", "journey", "customer")
+            .order_by("next_run_at", "pk")[:size]
+        )
+        if not due:
+            return 0
+        work = _Batch(now)
+        for enrollment in due:
+            _walk(enrollment, _graph(enrollment.version), work)
+        _apply_updates(work)
+        ids = messages_request(work.sends, now=now) if work.sends else []
+        sent = {request.key: pk for request, pk in zip(work.sends, ids, strict=True)}
+        for run in work.runs:
+            run.message_id = sent.get(run.idempotency_key)
+        StepRun.objects.bulk_create(work.runs, ignore_conflicts=True)
+        Enrollment.objects.bulk_update(due, _FIELDS)
+    return len(due)
+
+
+_FIELDS: Final = [
+    "state",
+    "current_step",
+    "next_run_at",
+    "step_started_at",
+    "variants",
+    "finished_at",
+    "exit_reason",
+    "updated_at",
+]
+_GRAPHS: dict[int, Graph] = {}
+
+
+def _graph(version: JourneyVersion) -> Graph:
+    """Versions are immutable: each process parses a version's steps once."""
+    if version.pk not in _GRAPHS:
+        _GRAPHS[version.pk] = graph_parse(version.steps)
+    return _GRAPHS[version.pk]
+
+
+def _walk(enrollment: Enrollment, graph: Graph, work: _Batch) -> None:
+    now = work.now
+    enrollment.updated_at = now
+    for _ in range(MAX_STEPS_PER_RUN):
+        step = graph.step(enrollment.current_step)
+        if isinstance(step, ExitStep):
+            _log(enrollment, step.key, work)
+            enrollment.state = (
+                EnrollmentState.COMPLETED if step.outcome == "completed" else EnrollmentState.EXITED
+            )
+            enrollment.finished_at, enrollment.next_run_at = now, None
+            enrollment.exit_reason = f"reached {step.key}"
+            return
+        if isinstance(step, DurationWait | LocalTimeWait | UntilWait):
+            if enrollment.state != EnrollmentState.WAITING:
+                enrollment.state, enrollment.step_started_at = EnrollmentState.WAITING, now
+                enrollment.next_run_at = (
+                    timeout_at(step, now)
+                    if isinstance(step, UntilWait)
+                    else wait_until(step, now, enrollment.customer.time_zone)
+                )
+                return
+            # Due: the wait is over (an until-wait that is due has timed out; its event or
+            # milestone ends it early through ``until_reached``).
+            _log(enrollment, step.key, work, {"timed_out": isinstance(step, UntilWait)})
+            enrollment.state = EnrollmentState.ACTIVE
+            _move(enrollment, step.timeout_next if isinstance(step, UntilWait) else step.next, now)
+            continue
+        if isinstance(step, SendStep):
+            key = step_run_key(enrollment.pk, step.key)
+            work.sends.append(
+                SendRequest(
+                    key=key,
+                    customer_id=enrollment.customer_id,
+                    templates=step.templates,
+                    priority=(
+                        step.priority if step.priority is not None else enrollment.version.priority
+                    ),
+                    journey=enrollment.journey.key,
+                    context={"journey": {"key": enrollment.journey.key, "step": step.key}},
+                )
+            )
+            _log(enrollment, step.key, work, {"templates": list(step.templates)})
+            _move(enrollment, step.next, now)
+        elif isinstance(step, BranchStep):
+            chosen = branch_choose(step, _facts(enrollment, graph))
+            _log(enrollment, step.key, work, {"next": chosen})
+            _move(enrollment, chosen, now)
+        elif isinstance(step, SplitStep):
+            variant = split_variant(
+                enrollment.journey.key, step.key, enrollment.customer_id, step.variants
+            )
+            enrollment.variants = {**enrollment.variants, step.key: variant.name}
+            _log(enrollment, step.key, work, {"variant": variant.name})
+            _move(enrollment, variant.next, now)
+        elif isinstance(step, UpdateStep):
+            if step.set_stage:
+                work.stages[enrollment.customer_id] = step.set_stage
+            if step.set_traits:
+                work.traits.setdefault(enrollment.customer_id, {}).update(step.set_traits)
+            _log(enrollment, step.key, work, {"stage": step.set_stage or ""})
+            _move(enrollment, step.next, now)
+        else:  # a step type go-live refuses until the runner can carry it out (notify)
+            _log(enrollment, step.key, work, {"error": f"{step.type} steps do not run yet"})
+            enrollment.state, enrollment.finished_at = EnrollmentState.FAILED, now
+            enrollment.next_run_at, enrollment.exit_reason = None, f"{step.type} not supported"
+            return
+    enrollment.next_run_at = now  # a long path: carry on in the next run
+
+
+def _move(enrollment: Enrollment, step_key: str, now: dt.datetime) -> None:
+    enrollment.current_step, enrollment.step_started_at = step_key, now
+    enrollment.next_run_at = now
+
+
+def _log(
+    enrollment: Enrollment, step_key: str, work: _Batch, result: Mapping[str, Any] | None = None
+) -> None:
+    work.runs.append(
+        StepRun(
+            enrollment=enrollment,
+            step_key=step_key,
+            idempotency_key=step_run_key(enrollment.pk, step_key),
+            status=StepRunStatus.DONE,
+            result=dict(result or {}),
+            at=work.now,
+        )
+    )
+
+
+def _facts(enrollment: Enrollment, graph: Graph) -> Facts:
+    """What a branch may look at, read for this enrollment only (branches are rare next to
+    sends and waits)."""
+    customer: Customer = enrollment.customer
+    traits = {
+        **customer.traits,
+        "plan": customer.plan,
+        "region": customer.region,
+        "status": customer.status,
+        "email": customer.email,
+    }
+    keys = sorted(graph.milestones())
+    states: dict[str, str] = {}
+    if keys:
+        active = dict(
+            MilestoneDefinition.objects.filter(key__in=keys).values_list("active_version_id", "key")
+        )
+        for version_id, state in Progress.objects.filter(
+            unit="customer", subject_id=customer.pk, version_id__in=[v for v in active if v]
+        ).values_list("version_id", "state"):
+            states[active[version_id]] = state
+    sends = [s.key for s in graph.steps if isinstance(s, SendStep)]
+    engagement: dict[str, frozenset[str]] = {}
+    keyed = {step_run_key(enrollment.pk, key): key for key in sends}
+    for idempotency_key, status in Message.objects.filter(
+        idempotency_key__in=list(keyed)
+    ).values_list("idempotency_key", "status"):
+        engagement[keyed[idempotency_key]] = frozenset(_ENGAGEMENT.get(status, ()))
+    return Facts(traits, customer.lifecycle_stage, states, engagement)
+
+
+def _apply_updates(work: _Batch) -> None:
+    if work.stages:
+        stages_set(work.stages, cause="journey update step")
+    for customer_id, values in work.traits.items():
+        customer = Customer.objects.select_for_update().get(pk=customer_id)
+        customer.traits = {**customer.traits, **values}
+        customer.save(update_fields=["traits", "updated_at"])
