@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from consent.models import Topic
+from journeys.receivers import exit_events_forget
 from messaging.templating import template_activate, template_save
 from milestones.services import definition_activate, definition_create
 
@@ -15,6 +17,14 @@ STEPS = [
     {"key": "done", "type": "exit"},
 ]
 MISSED = {"kind": "milestone_missed", "milestone": "activated"}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_exit_events() -> Iterator[None]:
+    """The per-process cache of exit event names must not leak between tests."""
+    exit_events_forget()
+    yield
+    exit_events_forget()
 
 
 @pytest.fixture

@@ -1,0 +1,85 @@
+"""Exits and goals, checked continuously: when a customer's milestone outcome or event
+matches a journey's exit criteria, their running enrollment ends at once (not when its wait
+ends); when it is the journey's goal within its window, the enrollment converts — held-out
+enrollments included, so test and control conversion can be compared."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from django.db import transaction
+from django.utils import timezone
+
+from journeys.enrollment import Entry
+from journeys.models import Enrollment, EnrollmentState
+from journeys.rules import window_days
+
+_RUNNING = (EnrollmentState.ACTIVE, EnrollmentState.WAITING)
+
+
+def _exit_rule_matches(rule: dict[str, object], entry: Entry) -> bool:
+    if "event" in rule:
+        return entry.kind == "event" and rule["event"] == entry.subject
+    state = rule.get("state", "achieved")
+    return entry.kind == f"milestone_{state}" and rule.get("milestone") == entry.subject
+
+
+def _converts(goal: dict[str, object] | None, enrollment: Enrollment, entry: Entry) -> bool:
+    if not goal or enrollment.converted_at is not None:
+        return False
+    if entry.kind != "milestone_achieved" or goal.get("milestone") != entry.subject:
+        return False
+    within = dt.timedelta(days=window_days(goal.get("within"), "goal.within"))
+    return enrollment.entered_at <= entry.at <= enrollment.entered_at + within
+
+
+def exits_apply(entries: Sequence[Entry], *, now: dt.datetime | None = None) -> int:
+    """End or convert the customers' enrollments that ``entries`` satisfy; returns how many
+    enrollments changed. Idempotent: an ended enrollment is not ended again, a converted one
+    keeps its first conversion time."""
+    now = now or timezone.now()
+    by_customer: dict[int, list[Entry]] = {}
+    for entry in entries:
+        by_customer.setdefault(entry.customer_id, []).append(entry)
+    if not by_customer:
+        return 0
+    changed: list[Enrollment] = []
+    with transaction.atomic():
+        enrollments = (
+            Enrollment.objects.select_for_update(of=("self",))
+            .filter(customer_id__in=sorted(by_customer))
+            .exclude(state=EnrollmentState.FAILED)
+            .select_related("version")
+            .order_by("pk")
+        )
+        for enrollment in enrollments:
+            if _apply(enrollment, by_customer[enrollment.customer_id], now):
+                changed.append(enrollment)
+        Enrollment.objects.bulk_update(
+            changed,
+            ["state", "finished_at", "next_run_at", "exit_reason", "converted_at", "updated_at"],
+        )
+    return len(changed)
+
+
+def _apply(enrollment: Enrollment, entries: list[Entry], now: dt.datetime) -> bool:
+    version = enrollment.version
+    changed = False
+    for entry in entries:
+        if entry.at < enrollment.entered_at:
+            continue  # what happened before the customer entered does not end this pass
+        if _converts(version.goal, enrollment, entry):
+            enrollment.converted_at, changed = entry.at, True
+        if enrollment.state not in _RUNNING:
+            continue
+        for rule in version.exit_when or []:
+            if _exit_rule_matches(rule, entry):
+                enrollment.state, enrollment.finished_at = EnrollmentState.EXITED, now
+                enrollment.next_run_at = None
+                enrollment.exit_reason = f"exit: {entry.kind} {entry.subject}"[:200]
+                changed = True
+                break
+    if changed:
+        enrollment.updated_at = now
+    return changed
