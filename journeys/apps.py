@@ -10,6 +10,7 @@ class JourneysConfig(AppConfig):
         from milestones import signals
 
         signals.outcomes_recorded.connect(receivers.on_outcomes_recorded, dispatch_uid="journeys")
+        signals.stage_changed.connect(receivers.on_stage_changed, dispatch_uid="journeys")
         customer_signals.events_ingested.connect(
             receivers.on_events_ingested, dispatch_uid="journeys"
         )

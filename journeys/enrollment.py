@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -21,6 +21,7 @@ from django.utils import timezone
 from customers.models import Customer
 from journeys.graph import graph_parse, is_holdout
 from journeys.models import Enrollment, EnrollmentState, Journey, JourneyStatus, JourneyVersion
+from journeys.triggers import event_filters, event_matches
 from milestones.signals import OutcomeRecord
 
 _LOCK_SPACE = 0x4A52  # "JR": advisory locks of journey entry, per customer
@@ -36,6 +37,7 @@ class Entry:
     subject: str
     entry_key: str
     at: dt.datetime
+    properties: Mapping[str, object] = dataclasses.field(default_factory=dict)  # events
 
 
 def entries_from_outcomes(outcomes: Iterable[OutcomeRecord]) -> list[Entry]:
@@ -61,7 +63,9 @@ def _matches(version: JourneyVersion, entry: Entry) -> bool:
     if entry.kind.startswith("milestone_"):
         return bool(trigger.get("milestone") == entry.subject)
     if entry.kind == "event":
-        return bool(trigger.get("event") == entry.subject)
+        if trigger.get("event") != entry.subject:
+            return False
+        return not trigger.get("filters") or event_matches(event_filters(trigger), entry.properties)
     return bool(trigger.get("to") == entry.subject)
 
 

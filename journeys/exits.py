@@ -12,7 +12,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from journeys.enrollment import Entry
-from journeys.models import Enrollment, EnrollmentState
+from journeys.graph import UntilWait, until_matches
+from journeys.models import Enrollment, EnrollmentState, StepRun, StepRunStatus
 from journeys.rules import window_days
 
 _RUNNING = (EnrollmentState.ACTIVE, EnrollmentState.WAITING)
@@ -34,6 +35,39 @@ def _converts(goal: dict[str, object] | None, enrollment: Enrollment, entry: Ent
     return enrollment.entered_at <= entry.at <= enrollment.entered_at + within
 
 
+def _until_met(enrollment: Enrollment, entry: Entry, runs: list[StepRun]) -> bool:
+    """An until-wait whose event or milestone state ``entry`` is: it ends now and the
+    enrollment takes the wait's ``next`` (its timeout branch is for when nothing came)."""
+    from journeys.runner import step_run_key, version_graph
+
+    step = version_graph(enrollment.version).step(enrollment.current_step)
+    if not isinstance(step, UntilWait):
+        return False
+    if entry.at < (enrollment.step_started_at or enrollment.entered_at):
+        return False
+    states = {entry.subject: entry.kind.removeprefix("milestone_")}
+    is_event = entry.kind == "event"
+    if not until_matches(
+        step,
+        event_name=entry.subject if is_event else "",
+        properties=entry.properties if is_event else {},
+        milestone_states={} if is_event else states,
+    ):
+        return False
+    runs.append(
+        StepRun(
+            enrollment=enrollment,
+            step_key=step.key,
+            idempotency_key=step_run_key(enrollment.pk, step.key),
+            status=StepRunStatus.DONE,
+            result={"until": "met", "by": f"{entry.kind} {entry.subject}"},
+            at=entry.at,
+        )
+    )
+    enrollment.current_step, enrollment.step_started_at = step.next, entry.at
+    return True
+
+
 def exits_apply(entries: Sequence[Entry], *, now: dt.datetime | None = None) -> int:
     """End or convert the customers' enrollments that ``entries`` satisfy; returns how many
     enrollments changed. Idempotent: an ended enrollment is not ended again, a converted one
@@ -45,6 +79,7 @@ def exits_apply(entries: Sequence[Entry], *, now: dt.datetime | None = None) -> 
     if not by_customer:
         return 0
     changed: list[Enrollment] = []
+    runs: list[StepRun] = []
     with transaction.atomic():
         enrollments = (
             Enrollment.objects.select_for_update(of=("self",))
@@ -54,16 +89,30 @@ def exits_apply(entries: Sequence[Entry], *, now: dt.datetime | None = None) -> 
             .order_by("pk")
         )
         for enrollment in enrollments:
-            if _apply(enrollment, by_customer[enrollment.customer_id], now):
+            if _apply(enrollment, by_customer[enrollment.customer_id], now, runs):
                 changed.append(enrollment)
         Enrollment.objects.bulk_update(
             changed,
-            ["state", "finished_at", "next_run_at", "exit_reason", "converted_at", "updated_at"],
-        )
+            [
+                "state", "finished_at", "next_run_at", "exit_reason", "converted_at",
+                "current_step", "step_started_at", "updated_at",
+            ],
+        )  # fmt: skip
+        StepRun.objects.bulk_create(runs, ignore_conflicts=True)
+        if any(e.state == EnrollmentState.ACTIVE for e in changed):
+            transaction.on_commit(_wake)
     return len(changed)
 
 
-def _apply(enrollment: Enrollment, entries: list[Entry], now: dt.datetime) -> bool:
+def _wake() -> None:
+    from journeys.tasks import enrollments_advance_task
+
+    enrollments_advance_task.delay()
+
+
+def _apply(
+    enrollment: Enrollment, entries: list[Entry], now: dt.datetime, runs: list[StepRun]
+) -> bool:
     version = enrollment.version
     changed = False
     for entry in entries:
@@ -80,6 +129,9 @@ def _apply(enrollment: Enrollment, entries: list[Entry], now: dt.datetime) -> bo
                 enrollment.exit_reason = f"exit: {entry.kind} {entry.subject}"[:200]
                 changed = True
                 break
+        if enrollment.state == EnrollmentState.WAITING and _until_met(enrollment, entry, runs):
+            enrollment.state, enrollment.next_run_at = EnrollmentState.ACTIVE, now
+            changed = True
     if changed:
         enrollment.updated_at = now
     return changed

@@ -80,6 +80,13 @@ def rules_check(
         events.add(_text(found.get("event"), "trigger.event"))
         if not isinstance(found.get("filters", []), list):
             raise RuleError("trigger.filters", "must be a list of property filters")
+        from journeys.triggers import TriggerInvalid, event_filters
+
+        try:
+            event_filters(found)
+        except TriggerInvalid as exc:
+            path, _, message = str(exc).partition(": ")
+            raise RuleError(path, message) from exc
     else:
         _keys(found, "trigger", {"kind", "to"})
         _text(found.get("to"), "trigger.to")

@@ -95,7 +95,7 @@ def enrollments_advance(*, now: dt.datetime | None = None, batch: int | None = N
             return 0
         work = _Batch(now)
         for enrollment in due:
-            _walk(enrollment, _graph(enrollment.version), work)
+            _walk(enrollment, version_graph(enrollment.version), work)
         _apply_updates(work)
         ids = messages_request(work.sends, now=now) if work.sends else []
         sent = {request.key: pk for request, pk in zip(work.sends, ids, strict=True)}
@@ -119,7 +119,7 @@ _FIELDS: Final = [
 _GRAPHS: dict[int, Graph] = {}
 
 
-def _graph(version: JourneyVersion) -> Graph:
+def version_graph(version: JourneyVersion) -> Graph:
     """Versions are immutable: each process parses a version's steps once."""
     if version.pk not in _GRAPHS:
         _GRAPHS[version.pk] = graph_parse(version.steps)
