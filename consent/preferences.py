@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from django.db import transaction
 from django.utils import timezone
 
+from consent import rules
 from consent.links import LinkClaim
 from consent.models import Channel, Preference, Subscription, SubscriptionStatus, Topic
 from consent.selectors import RegionRule, region_policy_for, subscriptions_for
@@ -43,20 +44,11 @@ class LinkTargetGone(Exception):
 
 
 def is_subscribed(status: str, channel: str, rule: RegionRule) -> bool:
-    """Whether marketing on ``channel`` goes out with ``status`` under the region's ``rule``.
-
-    The same reading as ``messaging.policy.consents`` (consent imports nobody, so it is
-    repeated here; a test keeps the two in step): "unknown" is subscribed in an opt-out
-    region and in-app, but never for email in a double opt-in region."""
-    if status == SubscriptionStatus.OPTED_IN:
-        return True
-    if status != SubscriptionStatus.UNKNOWN:
-        return False
-    if channel == Channel.IN_APP:
-        return True
-    if channel == Channel.EMAIL and rule.requires_double_opt_in:
-        return False
-    return rule.mode == "opt_out"
+    """Whether marketing on ``channel`` goes out with ``status`` under the region's ``rule``
+    (``consent.rules``, the same rule the delivery policy applies)."""
+    return rules.is_subscribed(
+        status, channel, mode=rule.mode, requires_double_opt_in=rule.requires_double_opt_in
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -15,9 +15,10 @@ import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
+from customers.locks import customers_advisory_lock
 from customers.models import Customer
 from journeys.graph import graph_parse, is_holdout
 from journeys.models import Enrollment, EnrollmentState, Journey, JourneyStatus, JourneyVersion
@@ -93,7 +94,7 @@ def enroll(entries: Sequence[Entry], *, now: dt.datetime | None = None) -> list[
     made: list[Enrollment] = []
     with transaction.atomic():
         ids = sorted({e.customer_id for _, _, e in pairs})
-        _customers_lock(ids)
+        customers_advisory_lock(_LOCK_SPACE, ids)
         customers = {c.pk: c for c in Customer.objects.filter(pk__in=ids)}
         latest = _latest_entries(ids, {j.pk for j, _, _ in pairs})
         seen = set(
@@ -157,14 +158,3 @@ def _may_reenter(version: JourneyVersion, last: dt.datetime | None, now: dt.date
     if version.reentry != "after_days" or not version.reentry_days:
         return False
     return now - last >= dt.timedelta(days=version.reentry_days)
-
-
-def _customers_lock(customer_ids: list[int]) -> None:
-    if connection.vendor != "postgresql" or not customer_ids:
-        return  # SQLite (the demo) has one writer at a time
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(pg_advisory_xact_lock(%s, t.id)) "
-            "FROM (SELECT unnest(%s::int[]) AS id ORDER BY 1) t",
-            [_LOCK_SPACE, customer_ids],
-        )

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from consent.rules import is_subscribed
 from messaging import reasons
 
 QUEUED: Final = "queued"
@@ -247,20 +248,14 @@ def _channel_check(
 
 
 def consents(audience: Audience, channel: str, topic: str) -> bool:
-    """Marketing consent for ``topic`` on ``channel``: an explicit opt-in, or "unknown" where
-    the region sends until an opt-out. In-app messages live inside the product and need no
-    prior opt-in, only the absence of an opt-out; a double opt-in region's email needs a
-    confirmed opt-in."""
-    status = audience.subscriptions.get((channel, topic), UNKNOWN)
-    if status == OPTED_IN:
-        return True
-    if status != UNKNOWN:
-        return False
-    if channel == IN_APP:
-        return True
-    if channel == EMAIL and audience.requires_double_opt_in:
-        return False
-    return audience.consent_mode == OPT_OUT
+    """Marketing consent for ``topic`` on ``channel`` (the rule is ``consent.rules``, which
+    the preference centre shows too)."""
+    return is_subscribed(
+        audience.subscriptions.get((channel, topic), UNKNOWN),
+        channel,
+        mode=audience.consent_mode,
+        requires_double_opt_in=audience.requires_double_opt_in,
+    )
 
 
 def _cap_check(

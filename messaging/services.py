@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from consent import links
 from consent.models import Channel, Topic
+from customers.locks import customers_advisory_lock
 from customers.models import Customer
 from messaging import policy, reasons
 from messaging.models import Message, MessageStatus, Template, TemplateVersion
@@ -89,17 +90,8 @@ def _unique(resolved: list[_Resolved]) -> list[_Resolved]:
 
 
 def customers_lock(customer_ids: Sequence[int]) -> None:
-    """Serialise policy decisions per customer for the rest of the transaction. Advisory
-    locks in id order: they neither block nor are blocked by writes to the customer row
-    (ingest, stage changes), and the order rules out deadlocks between batches."""
-    if connection.vendor != "postgresql" or not customer_ids:
-        return  # SQLite (the demo) has one writer at a time
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(pg_advisory_xact_lock(%s, t.id)) "
-            "FROM (SELECT unnest(%s::int[]) AS id ORDER BY 1) t",
-            [_LOCK_SPACE, list(customer_ids)],
-        )
+    """Serialise policy decisions per customer for the rest of the transaction."""
+    customers_advisory_lock(_LOCK_SPACE, customer_ids)
 
 
 _LOCK_SPACE = 0x4D50  # "MP": the advisory-lock namespace of message decisions
