@@ -218,6 +218,18 @@ MILESTONES_DEFAULT_STAGE: str = env.str("MILESTONES_DEFAULT_STAGE", default="new
 # --- Journeys -------------------------------------------------------------------------------
 # Due enrollments one runner transaction claims (SKIP LOCKED) and advances.
 JOURNEYS_ADVANCE_BATCH: int = env.int("JOURNEYS_ADVANCE_BATCH", default=500)
+# Outgoing notices (team emails, webhooks) one send task claims; attempts before a notice
+# that keeps failing is given up (backoff as for messages: MESSAGING_RETRY_*).
+JOURNEYS_NOTICE_BATCH: int = env.int("JOURNEYS_NOTICE_BATCH", default=100)
+JOURNEYS_NOTICE_MAX_ATTEMPTS: int = env.int("JOURNEYS_NOTICE_MAX_ATTEMPTS", default=8)
+# A notice claimed this long ago with no result (its worker died) is sent again.
+JOURNEYS_NOTICE_STALE_SECONDS: int = env.int("JOURNEYS_NOTICE_STALE_SECONDS", default=300)
+# The key webhook endpoints' signing secrets are derived from (default: SECRET_KEY).
+# Changing it changes every endpoint's secret.
+JOURNEYS_WEBHOOK_SIGNING_KEY: str = env.str("JOURNEYS_WEBHOOK_SIGNING_KEY", default="")
+# The outcome sweep re-reads outcomes this old whose signal may have been lost.
+JOURNEYS_SWEEP_GRACE_SECONDS: int = env.int("JOURNEYS_SWEEP_GRACE_SECONDS", default=60)
+JOURNEYS_SWEEP_BATCH: int = env.int("JOURNEYS_SWEEP_BATCH", default=2_000)
 
 # --- Consent and the delivery policy --------------------------------------------------------
 # How "unknown" consent reads for a region without a RegionPolicy row: opt_out or opt_in.
@@ -298,6 +310,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "messaging-due": {"task": "messaging.due", "schedule": 15.0},
     # Enrollments whose wait is over, and any whose wake-up was lost.
     "journeys-advance": {"task": "journeys.enrollments_advance", "schedule": 15.0},
+    # Team emails and webhooks due (first tries after lost wake-ups, and retries).
+    "journeys-notices": {"task": "journeys.notices_send", "schedule": 15.0},
+    # Outcomes whose signal was lost (a crash between commit and on_commit): enroll, exit,
+    # convert and notify from the durable rows.
+    "journeys-sweep": {"task": "journeys.outcomes_sweep", "schedule": 60.0},
 }
 
 # --- Logging --------------------------------------------------------------------------------

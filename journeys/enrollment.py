@@ -21,7 +21,15 @@ from django.utils import timezone
 from customers.locks import customers_advisory_lock
 from customers.models import Customer
 from journeys.graph import graph_parse, is_holdout
-from journeys.models import Enrollment, EnrollmentState, Journey, JourneyStatus, JourneyVersion
+from journeys.models import (
+    Enrollment,
+    EnrollmentState,
+    Journey,
+    JourneyStatus,
+    JourneyVersion,
+    WebhookEvent,
+)
+from journeys.notices import enrollment_payloads, wants, webhooks_write
 from journeys.triggers import event_filters, event_matches
 from milestones.signals import OutcomeRecord
 
@@ -39,15 +47,24 @@ class Entry:
     entry_key: str
     at: dt.datetime
     properties: Mapping[str, object] = dataclasses.field(default_factory=dict)  # events
+    # When what enrolls was recorded, if it is being handed on late (the outcome sweep): a
+    # journey that went live after that does not take it.
+    recorded_at: dt.datetime | None = None
 
 
-def entries_from_outcomes(outcomes: Iterable[OutcomeRecord]) -> list[Entry]:
-    """Customer-unit outcomes as entries (an account-unit outcome enrolls nobody yet)."""
+def entries_from_outcomes(
+    outcomes: Iterable[OutcomeRecord], recorded_at: Mapping[int, dt.datetime] | None = None
+) -> list[Entry]:
+    """Customer-unit outcomes as entries (an account-unit outcome enrolls nobody yet);
+    ``recorded_at`` by outcome id for outcomes handed on late."""
     return [
-        Entry(o.subject_id, f"milestone_{o.kind}", o.key, f"outcome:{o.id}", o.occurred_at)
+        Entry(
+            o.subject_id, f"milestone_{o.kind}", o.key, f"outcome:{o.id}", o.occurred_at,
+            recorded_at=(recorded_at or {}).get(o.id),
+        )
         for o in outcomes
         if o.unit == "customer"
-    ]
+    ]  # fmt: skip
 
 
 def _live_versions() -> list[tuple[Journey, JourneyVersion]]:
@@ -60,6 +77,8 @@ def _live_versions() -> list[tuple[Journey, JourneyVersion]]:
 def _matches(version: JourneyVersion, entry: Entry) -> bool:
     trigger = version.trigger
     if trigger.get("kind") != entry.kind:
+        return False
+    if entry.recorded_at is not None and entry.recorded_at < version.created_at:
         return False
     if entry.kind.startswith("milestone_"):
         return bool(trigger.get("milestone") == entry.subject)
@@ -115,6 +134,8 @@ def enroll(entries: Sequence[Entry], *, now: dt.datetime | None = None) -> list[
             latest[(journey.pk, customer.pk)] = now
             seen.add((version.pk, customer.pk, entry.entry_key))
         Enrollment.objects.bulk_create(made)
+        if made and wants(WebhookEvent.JOURNEY_ENTERED):
+            webhooks_write(enrollment_payloads(made, WebhookEvent.JOURNEY_ENTERED))
     return made
 
 

@@ -13,7 +13,8 @@ from django.utils import timezone
 
 from journeys.enrollment import Entry
 from journeys.graph import UntilWait, until_matches
-from journeys.models import Enrollment, EnrollmentState, StepRun, StepRunStatus
+from journeys.models import Enrollment, EnrollmentState, StepRun, StepRunStatus, WebhookEvent
+from journeys.notices import enrollment_payloads, wants, webhooks_write
 from journeys.rules import window_days
 
 _RUNNING = (EnrollmentState.ACTIVE, EnrollmentState.WAITING)
@@ -85,12 +86,16 @@ def exits_apply(entries: Sequence[Entry], *, now: dt.datetime | None = None) -> 
             Enrollment.objects.select_for_update(of=("self",))
             .filter(customer_id__in=sorted(by_customer))
             .exclude(state=EnrollmentState.FAILED)
-            .select_related("version")
+            .select_related("version", "journey")
             .order_by("pk")
         )
+        converted: list[Enrollment] = []
         for enrollment in enrollments:
+            was_converted = enrollment.converted_at is not None
             if _apply(enrollment, by_customer[enrollment.customer_id], now, runs):
                 changed.append(enrollment)
+                if not was_converted and enrollment.converted_at is not None:
+                    converted.append(enrollment)
         Enrollment.objects.bulk_update(
             changed,
             [
@@ -99,6 +104,8 @@ def exits_apply(entries: Sequence[Entry], *, now: dt.datetime | None = None) -> 
             ],
         )  # fmt: skip
         StepRun.objects.bulk_create(runs, ignore_conflicts=True)
+        if converted and wants(WebhookEvent.JOURNEY_CONVERTED):
+            webhooks_write(enrollment_payloads(converted, WebhookEvent.JOURNEY_CONVERTED))
         if any(e.state == EnrollmentState.ACTIVE for e in changed):
             transaction.on_commit(_wake)
     return len(changed)

@@ -196,3 +196,120 @@ class StepRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.enrollment_id}/{self.step_key}#{self.attempt}: {self.status}"
+
+
+# --- Outgoing notices: team emails and signed webhooks ------------------------------------
+
+
+class Team(models.Model):
+    """Where a notify step's ``sales`` or ``support`` goes: a team address, a webhook, or
+    both. (``account_owner`` goes to the account's ``owner_email`` trait.)"""
+
+    key = models.SlugField(max_length=32, unique=True, help_text="sales or support.")
+    name = models.CharField(max_length=200)
+    email = models.EmailField(blank=True, help_text="The team's shared address.")
+    webhook_url = models.URLField(
+        max_length=500, blank=True, help_text="Also POST a signed JSON notice here (optional)."
+    )
+
+    class Meta:
+        ordering = ("key",)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class WebhookEvent(models.TextChoices):
+    MILESTONE_ACHIEVED = "milestone.achieved", "milestone.achieved"
+    MILESTONE_MISSED = "milestone.missed", "milestone.missed"
+    JOURNEY_ENTERED = "journey.entered", "journey.entered"
+    JOURNEY_CONVERTED = "journey.converted", "journey.converted"
+
+
+class WebhookEndpoint(models.Model):
+    """A receiver of outcome and journey events. Its signing secret is derived from the
+    deployment's key and ``secret_version`` (nothing secret is stored); rotating bumps the
+    version."""
+
+    name = models.CharField(max_length=200)
+    url = models.URLField(max_length=500, help_text="An https URL that accepts JSON POSTs.")
+    events = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Event types to send, e.g. ["milestone.achieved"]; empty sends them all.',
+    )
+    is_active = models.BooleanField(default=True)
+    secret_version = models.PositiveIntegerField(default=1, editable=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("name",)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class NoticeKind(models.TextChoices):
+    EMAIL = "email", "Email"
+    WEBHOOK = "webhook", "Webhook"
+
+
+class NoticeStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENDING = "sending", "Sending"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Failed"
+
+
+class Notice(models.Model):
+    """The outbox of outgoing notices: one team email or one signed webhook POST, written in
+    the transaction that decided it and retried with backoff until delivered or out of
+    attempts. ``key`` makes writing it idempotent (an outcome delivered twice, a step run
+    twice, notifies once)."""
+
+    key = models.CharField(max_length=300, unique=True)
+    kind = models.CharField(max_length=16, choices=NoticeKind.choices)
+    event = models.CharField(max_length=64, help_text="journey.notify or a webhook event type.")
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, null=True, blank=True, on_delete=models.CASCADE, related_name="notices"
+    )
+    enrollment = models.ForeignKey(
+        Enrollment, null=True, blank=True, on_delete=models.SET_NULL, related_name="notices"
+    )
+    to = models.CharField(max_length=500, help_text="An email address or a URL.")
+    template = models.CharField(max_length=100, blank=True)
+    payload = models.JSONField(help_text="The webhook body, or the email template's context.")
+    status = models.CharField(
+        max_length=16, choices=NoticeStatus.choices, default=NoticeStatus.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        indexes = [
+            models.Index(
+                fields=("next_attempt_at",),
+                name="notice_due",
+                condition=models.Q(status__in=("pending", "sending")),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} to {self.to}: {self.status}"
+
+
+class SweepCursor(models.Model):
+    """How far a sweep has read a feed (``(xact_id, id)`` of the last row handled)."""
+
+    name = models.CharField(max_length=64, unique=True)
+    xact_id = models.BigIntegerField(null=True, blank=True)
+    last_id = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.xact_id}/{self.last_id}"

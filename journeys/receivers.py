@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.db import transaction
@@ -13,14 +15,26 @@ from customers.signals import IngestedEvent
 from journeys.enrollment import Entry, enroll, entries_from_outcomes
 from journeys.exits import exits_apply
 from journeys.models import JourneyStatus, JourneyVersion
+from journeys.notices import outcome_payloads, wants, webhooks_write
 from journeys.runner import version_graph
 from milestones.signals import OutcomeRecord, StageChangeRecord
 
 
 def on_outcomes_recorded(sender: Any, outcomes: list[OutcomeRecord], **kwargs: Any) -> None:
-    """End or convert running enrollments the outcomes satisfy, enroll, then wake the runner
-    after commit (the outcomes are already committed)."""
-    entries = entries_from_outcomes(outcomes)
+    """The outcomes are committed: hand them on."""
+    outcomes_handle(outcomes)
+
+
+def outcomes_handle(
+    outcomes: Sequence[OutcomeRecord], *, recorded_at: Mapping[int, dt.datetime] | None = None
+) -> None:
+    """Webhooks for the outcomes; end or convert the running enrollments they satisfy;
+    enroll; wake the runner after commit. Idempotent, so the sweep may hand the same outcomes
+    on again (``recorded_at``: when each was recorded, for outcomes handed on late)."""
+    kinds = {f"milestone.{o.kind}" for o in outcomes}
+    if any(wants(kind) for kind in kinds):
+        webhooks_write(outcome_payloads(outcomes))
+    entries = entries_from_outcomes(outcomes, recorded_at)
     exits_apply(entries)
     _enroll_and_wake(entries)
 

@@ -16,8 +16,9 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any, Final
 
+import orjson
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from customers.models import Customer
@@ -28,6 +29,7 @@ from journeys.graph import (
     Facts,
     Graph,
     LocalTimeWait,
+    NotifyStep,
     SendStep,
     SplitStep,
     UntilWait,
@@ -41,11 +43,15 @@ from journeys.graph import (
 from journeys.models import (
     Enrollment,
     EnrollmentState,
+    Journey,
     JourneyStatus,
     JourneyVersion,
+    Notice,
     StepRun,
     StepRunStatus,
+    Team,
 )
+from journeys.notices import notices_write, notify_notices, recipients_resolve, teams_load
 from messaging.models import Message
 from messaging.services import SendRequest, messages_request
 from milestones.models import MilestoneDefinition, Progress
@@ -74,6 +80,8 @@ class _Batch:
     runs: list[StepRun] = dataclasses.field(default_factory=list)
     stages: dict[int, str] = dataclasses.field(default_factory=dict)
     traits: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    notices: list[Notice] = dataclasses.field(default_factory=list)
+    teams: dict[str, Team] | None = None  # read once per batch, when a notify step runs
 
 
 def enrollments_advance(*, now: dt.datetime | None = None, batch: int | None = None) -> int:
@@ -88,11 +96,12 @@ def enrollments_advance(*, now: dt.datetime | None = None, batch: int | None = N
                 next_run_at__lte=now,
                 journey__status=JourneyStatus.LIVE,
             )
-            .select_related("version", "journey", "customer")
+            .select_related("customer")
             .order_by("next_run_at", "pk")[:size]
         )
         if not due:
             return 0
+        _definitions_attach(due)
         work = _Batch(now)
         for enrollment in due:
             _walk(enrollment, version_graph(enrollment.version), work)
@@ -101,8 +110,9 @@ def enrollments_advance(*, now: dt.datetime | None = None, batch: int | None = N
         sent = {request.key: pk for request, pk in zip(work.sends, ids, strict=True)}
         for run in work.runs:
             run.message_id = sent.get(run.idempotency_key)
-        StepRun.objects.bulk_create(work.runs, ignore_conflicts=True)
-        Enrollment.objects.bulk_update(due, _FIELDS)
+        step_runs_insert(work.runs)
+        notices_write(work.notices)
+        enrollments_write(due)
     return len(due)
 
 
@@ -117,6 +127,7 @@ _FIELDS: Final = [
     "updated_at",
 ]
 _GRAPHS: dict[int, Graph] = {}
+_VERSIONS: dict[int, JourneyVersion] = {}
 
 
 def version_graph(version: JourneyVersion) -> Graph:
@@ -124,6 +135,96 @@ def version_graph(version: JourneyVersion) -> Graph:
     if version.pk not in _GRAPHS:
         _GRAPHS[version.pk] = graph_parse(version.steps)
     return _GRAPHS[version.pk]
+
+
+def _definitions_attach(enrollments: list[Enrollment]) -> None:
+    """Give each enrollment its version and journey without a join per row: versions are
+    immutable, so each process reads one once; journeys are read once per batch."""
+    missing = {e.version_id for e in enrollments} - _VERSIONS.keys()
+    if missing:
+        _VERSIONS.update((v.pk, v) for v in JourneyVersion.objects.filter(pk__in=missing))
+    journeys = Journey.objects.in_bulk({e.journey_id for e in enrollments})
+    for enrollment in enrollments:
+        enrollment.version = _VERSIONS[enrollment.version_id]
+        enrollment.journey = journeys[enrollment.journey_id]
+
+
+_PG_TYPES: Final = {"CharField": "text", "DateTimeField": "timestamptz", "JSONField": "jsonb"}
+
+
+def _recordset(model: type[Enrollment] | type[StepRun], names: list[str]) -> tuple[str, str]:
+    """Column list and ``jsonb_to_recordset`` row type of ``names`` (with ``id``)."""
+    fields = [model._meta.get_field(name) for name in names]
+    types = {
+        "BigAutoField": "bigint", "ForeignKey": "bigint", "BigIntegerField": "bigint",
+        "PositiveIntegerField": "integer", **_PG_TYPES,
+    }  # fmt: skip
+    columns = [f.column for f in fields]  # type: ignore[union-attr]
+    typed = ", ".join(
+        f"{f.column} {types[f.get_internal_type()]}"  # type: ignore[union-attr]
+        for f in fields
+    )
+    return ", ".join(columns), typed
+
+
+def _update_sql() -> str:
+    _, typed = _recordset(Enrollment, ["id", *_FIELDS])
+    table = Enrollment._meta.db_table
+    assignments = ", ".join(f"{name} = t.{name}" for name in _FIELDS)
+    return (
+        f"UPDATE {table} e SET {assignments} "  # noqa: S608 - the model's own names
+        f"FROM jsonb_to_recordset(%s::jsonb) AS t({typed}) WHERE e.id = t.id"
+    )
+
+
+_STEP_RUN_FIELDS: Final = [
+    "enrollment",
+    "step_key",
+    "attempt",
+    "idempotency_key",
+    "status",
+    "result",
+    "message_id",
+    "at",
+]
+
+
+def _insert_sql() -> str:
+    columns, typed = _recordset(StepRun, _STEP_RUN_FIELDS)
+    return (
+        f"INSERT INTO {StepRun._meta.db_table} ({columns}) "  # noqa: S608 - the model's names
+        f"SELECT {columns} FROM jsonb_to_recordset(%s::jsonb) AS t({typed}) "
+        "ON CONFLICT DO NOTHING"
+    )
+
+
+def enrollments_write(enrollments: list[Enrollment]) -> None:
+    """Store the enrollments' new positions in one statement (PostgreSQL: the batch travels
+    as one JSON document; ``bulk_update`` builds a CASE per field and row and cost more than
+    the rest of the batch together)."""
+    if connection.vendor != "postgresql":
+        Enrollment.objects.bulk_update(enrollments, _FIELDS)
+        return
+    rows = [{"id": e.pk, **{name: getattr(e, name) for name in _FIELDS}} for e in enrollments]
+    with connection.cursor() as cursor:
+        cursor.execute(_update_sql(), [orjson.dumps(rows).decode()])
+
+
+def step_runs_insert(runs: list[StepRun]) -> None:
+    """Append to the step log in one statement; a run already logged (its key) is kept."""
+    if not runs:
+        return
+    if connection.vendor != "postgresql":
+        StepRun.objects.bulk_create(runs, ignore_conflicts=True)
+        return
+    names = [StepRun._meta.get_field(name).attname for name in _STEP_RUN_FIELDS]
+    columns = [StepRun._meta.get_field(name).column for name in _STEP_RUN_FIELDS]
+    rows = [
+        {column: getattr(run, name) for name, column in zip(names, columns, strict=True)}
+        for run in runs
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_insert_sql(), [orjson.dumps(rows).decode()])
 
 
 def _walk(enrollment: Enrollment, graph: Graph, work: _Batch) -> None:
@@ -165,7 +266,7 @@ def _walk(enrollment: Enrollment, graph: Graph, work: _Batch) -> None:
                         step.priority if step.priority is not None else enrollment.version.priority
                     ),
                     journey=enrollment.journey.key,
-                    context={"journey": {"key": enrollment.journey.key, "step": step.key}},
+                    context={"journey": _journey_context(enrollment, step.key)},
                 )
             )
             _log(enrollment, step.key, work, {"templates": list(step.templates)})
@@ -188,12 +289,30 @@ def _walk(enrollment: Enrollment, graph: Graph, work: _Batch) -> None:
                 work.traits.setdefault(enrollment.customer_id, {}).update(step.set_traits)
             _log(enrollment, step.key, work, {"stage": step.set_stage or ""})
             _move(enrollment, step.next, now)
-        else:  # a step type go-live refuses until the runner can carry it out (notify)
-            _log(enrollment, step.key, work, {"error": f"{step.type} steps do not run yet"})
-            enrollment.state, enrollment.finished_at = EnrollmentState.FAILED, now
-            enrollment.next_run_at, enrollment.exit_reason = None, f"{step.type} not supported"
-            return
+        elif isinstance(step, NotifyStep):
+            _notify(enrollment, step, work)
+            _move(enrollment, step.next, now)
     enrollment.next_run_at = now  # a long path: carry on in the next run
+
+
+def _notify(enrollment: Enrollment, step: NotifyStep, work: _Batch) -> None:
+    """Tell the account owner, a team, an address or a webhook. A recipient that cannot be
+    resolved is logged on the step run; the customer's journey goes on either way."""
+    if work.teams is None:
+        work.teams = teams_load()
+    recipients = recipients_resolve(step.to, enrollment.customer, work.teams)
+    key = step_run_key(enrollment.pk, step.key)
+    notices = notify_notices(enrollment, step, key, recipients, work.now)
+    work.notices.extend(notices)
+    result: dict[str, Any] = {"to": step.to, "notices": [n.to for n in notices]}
+    if recipients.problem:
+        result["error"] = recipients.problem
+    _log(enrollment, step.key, work, result)
+
+
+def _journey_context(enrollment: Enrollment, step_key: str) -> dict[str, str]:
+    journey = enrollment.journey
+    return {"key": journey.key, "name": journey.name, "step": step_key}
 
 
 def _move(enrollment: Enrollment, step_key: str, now: dt.datetime) -> None:

@@ -12,8 +12,8 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from journeys.graph import GraphError, graph_parse
-from journeys.models import Journey, JourneyChange, JourneyStatus, JourneyVersion
+from journeys.graph import GraphError, NotifyStep, graph_parse
+from journeys.models import Journey, JourneyChange, JourneyStatus, JourneyVersion, Team
 from journeys.rules import RuleError, holdout_check, reentry_check, rules_check
 from messaging.models import Template, TemplateStatus
 from milestones.models import DefinitionStatus, MilestoneDefinition
@@ -98,17 +98,31 @@ def go_live_problems(journey: Journey) -> list[str]:
     must be active, the milestones it names must exist and be active."""
     definition_check({f: getattr(journey, f) for f in DEFINITION_FIELDS})
     graph = graph_parse(journey.steps)
-    problems = [
-        f"step {step.key!r}: notify steps cannot go live yet (the runner does not carry them out)"
-        for step in graph.steps
-        if step.type == "notify"
-    ]
-    active = set(
+    active = dict(
         Template.objects.filter(
             key__in=graph.templates(), status=TemplateStatus.ACTIVE
-        ).values_list("key", flat=True)
+        ).values_list("key", "channel")
     )
-    problems += [f"template {key!r} is not active" for key in sorted(graph.templates() - active)]
+    problems = [
+        f"template {key!r} is not active" for key in sorted(graph.templates() - set(active))
+    ]
+    notifies = [step for step in graph.steps if isinstance(step, NotifyStep)]
+    problems += [
+        f"step {step.key!r}: template {step.template!r} is a {active[step.template]} template; "
+        "a notify step sends email"
+        for step in notifies
+        if step.template in active and active[step.template] != "email"
+    ]
+    teams = {
+        team.key
+        for team in Team.objects.filter(key__in={step.to for step in notifies})
+        if team.email or team.webhook_url
+    }
+    problems += [
+        f"step {step.key!r}: no team {step.to!r} with an email or webhook is set up"
+        for step in notifies
+        if step.to in ("sales", "support") and step.to not in teams
+    ]
     refs = rules_check(
         trigger=journey.trigger,
         entry_rules=journey.entry_rules,

@@ -2,20 +2,40 @@
 
 from __future__ import annotations
 
-from celery import shared_task
+from collections.abc import Callable
+from typing import Any
 
-from journeys import runner
+from celery import Task, shared_task
+
+from journeys import notices, runner, sweep
 
 
 @shared_task(name="journeys.enrollments_advance", ignore_result=True)
 def enrollments_advance_task(rounds: int = 20) -> int:
     """Advance due enrollments: up to ``rounds`` batches, then hand over to a fresh task so a
     busy queue never pins a worker. Also the beat tick that picks up waits that are over."""
-    advanced = 0
+    return _rounds(runner.enrollments_advance, rounds, enrollments_advance_task)
+
+
+@shared_task(name="journeys.notices_send", ignore_result=True)
+def notices_send_task(rounds: int = 20) -> int:
+    """Send due team emails and webhooks (first tries and retries)."""
+    return _rounds(notices.notices_send, rounds, notices_send_task)
+
+
+@shared_task(name="journeys.outcomes_sweep", ignore_result=True)
+def outcomes_sweep_task(rounds: int = 50) -> int:
+    """Hand on outcomes whose signal was lost (beat, every minute)."""
+    return _rounds(sweep.outcomes_sweep, rounds, outcomes_sweep_task)
+
+
+def _rounds(work: Callable[[], int], rounds: int, task: Task[..., Any]) -> int:
+    """Up to ``rounds`` batches of ``work``, then queue ``task`` again if there is more."""
+    done = 0
     for _ in range(rounds):
-        claimed = runner.enrollments_advance()
-        advanced += claimed
+        claimed = work()
+        done += claimed
         if claimed == 0:
-            return advanced
-    enrollments_advance_task.delay()
-    return advanced
+            return done
+    task.delay()
+    return done

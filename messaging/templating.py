@@ -44,6 +44,8 @@ SAMPLE_CONTEXT: Mapping[str, Any] = {
         "deadline_at": dt.datetime(2026, 3, 6, 9, tzinfo=dt.UTC),
     },
     "event": {"name": "Task Completed", "properties": {}},
+    # Sent by a journey step (a team notice also names the step's journey).
+    "journey": {"key": "setup-nudge", "name": "Setup nudge", "step": "nudge"},
     # The double opt-in confirmation email's own context.
     "confirm_url": "https://example.com/c/confirm/sample",
     "topics": ["marketing"],

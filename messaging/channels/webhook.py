@@ -152,8 +152,10 @@ class WebhookBackend:
     # The receiver may dedupe on Milepost-Idempotency-Key, but nothing says it does.
     supports_idempotency = False
 
-    def __init__(self, *, resolve: Resolver = addresses_resolve) -> None:
-        self.secret: str = settings.MESSAGING_WEBHOOK_SECRET
+    def __init__(self, *, resolve: Resolver = addresses_resolve, secret: str | None = None) -> None:
+        # ``secret``: sign with this instead of ``MESSAGING_WEBHOOK_SECRET`` (a journeys
+        # webhook endpoint has its own).
+        self.secret: str = settings.MESSAGING_WEBHOOK_SECRET if secret is None else secret
         allowed = settings.MESSAGING_WEBHOOK_ALLOWED_HOSTS
         self.allowed_hosts = frozenset(host.strip("[]").lower() for host in allowed)
         self.resolve = resolve
