@@ -185,6 +185,9 @@ SPECTACULAR_SETTINGS = {
         "DefinitionStatusEnum": "milestones.models.DefinitionStatus",
         "MilestoneKindEnum": "milestones.models.MilestoneKind",
         "OutcomeKindEnum": "milestones.models.OutcomeKind",
+        "StateEnum": "milestones.models.ProgressState",
+        "CustomerMessageStatusEnum": "messaging.models.MessageStatus",
+        "JourneyStatusEnum": "journeys.models.JourneyStatus",
     },
 }
 

@@ -13,6 +13,7 @@ urlpatterns = [
     path("api/v1/", include("milestones.api.urls")),
     path("api/v1/", include("consent.api.urls")),
     path("api/v1/", include("messaging.api.urls")),
+    path("api/v1/", include("journeys.api.urls")),
     path("c/", include("consent.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

@@ -33,8 +33,12 @@ class InboxMessageSerializer(serializers.ModelSerializer[Message]):
 
     class Meta:
         model = Message
-        fields = ("id", "title", "body", "cta_label", "cta_url", "topic", "created_at", "read_at")
+        fields = (
+            "id", "title", "body", "cta_label", "cta_url", "topic", "journey_key", "created_at",
+            "read_at",
+        )  # fmt: skip
         read_only_fields = fields
+        extra_kwargs = {"journey_key": {"help_text": "The journey that sent it; blank if none."}}
 
 
 class InboxQuerySerializer(serializers.Serializer[None]):

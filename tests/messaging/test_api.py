@@ -71,6 +71,7 @@ def inbox_item(message: Message, **changes: Any) -> dict[str, Any]:
         "id": message.pk,
         **RENDERED,
         "topic": "tips",
+        "journey_key": "",
         "created_at": "2026-03-04T12:00:00Z",
         "read_at": None,
         **changes,
