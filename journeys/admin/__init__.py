@@ -1,0 +1,5 @@
+"""Admin for journeys."""
+
+from journeys.admin import notices
+
+__all__ = ["notices"]
