@@ -29,6 +29,7 @@ demo: $(VENV)/.installed-demo
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py demo_seed
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py milestones_demo_seed
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py messaging_demo_seed
+	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py journeys_demo_seed
 	DEBUG=$${DEBUG:-1} DEMO_QUEUES=$(DEMO_QUEUES) PATH="$(CURDIR)/$(BIN):$$PATH" \
 		$(BIN)/honcho --procfile Procfile.demo start
 
