@@ -7,7 +7,8 @@ A journey has one trigger, so a story with an achieved and a missed side is two 
   ``saas-activated`` — achieved: automation tips by email, three days later a light upsell
   (an A/B split: by email or in the app);
   ``saas-activation-rescue`` — missed by day 5: a checklist email, two days later a
-  quick-start guide with a support offer and an in-app checklist nudge; it ends as soon as
+  quick-start guide with a support offer, a heads-up to the support team (a notify step:
+  Admin → Teams) and an in-app checklist nudge; it ends as soon as
   the team activates (exit criteria) and counts that within 14 days as its goal.
 - **E-commerce** (*Second purchase within 45 days*): ``shop-second-purchase`` — from the first
   paid order: a replenishment reminder after 10 days, then after 14 more either a second
@@ -46,7 +47,7 @@ from django.utils import timezone
 from consent.models import Topic
 from customers.models import Event
 from journeys.enrollment import Entry, enroll, entries_from_outcomes
-from journeys.models import Enrollment, Journey, JourneyStatus, JourneyVersion
+from journeys.models import Enrollment, Journey, JourneyStatus, JourneyVersion, Team
 from journeys.runner import enrollments_advance
 from journeys.services import journey_go_live, journey_save
 from messaging.models import Message, Template
@@ -65,6 +66,7 @@ from milestones.signals import OutcomeRecord
 MILESTONES: Final = ("team-activated", "second-purchase", "weekly-spending-check")
 TOPIC: Final = "marketing"
 HOLDOUT_PERCENT: Final = 10
+SUPPORT_EMAIL: Final = "support@demo.milepost.test"
 #: Runner passes the seed makes at most; one is enough for these graphs (each run walks an
 #: enrollment up to its first wait), the bound only guards against a journey edited since.
 _MAX_RUNS = 20
@@ -126,6 +128,16 @@ TEMPLATES: Final[tuple[tuple[str, str, str, dict[str, Any]], ...]] = (
             '<a href="https://example.com/guides/quick-start">The 10-minute quick start</a>',
             'Rather talk it through? <a href="https://example.com/support/call">'
             "Book a free onboarding call</a>.",
+        ),
+    ),
+    (
+        "saas-support-heads-up", "SaaS: heads-up to support (team email)", "email",
+        _email(
+            "{{ account.name or customer.external_id }} has not activated yet",
+            "A team that missed activation got the quick start",
+            "{{ customer.email }} ({{ customer.plan }}) signed up but has not activated. They "
+            "just received the quick-start guide and the offer of an onboarding call "
+            "({{ journey.name }}).",
         ),
     ),
     (
@@ -254,7 +266,14 @@ JOURNEYS: Final[tuple[tuple[str, dict[str, Any]], ...]] = (
             "steps": [
                 _send("checklist", ["saas-checklist-email"], "two-days"),
                 _wait("two-days", "quick-start", days=2),
-                _send("quick-start", ["saas-quick-start-email"], "checklist-nudge"),
+                _send("quick-start", ["saas-quick-start-email"], "tell-support"),
+                {
+                    "key": "tell-support",
+                    "type": "notify",
+                    "to": "support",
+                    "template": "saas-support-heads-up",
+                    "next": "checklist-nudge",
+                },
                 _send("checklist-nudge", ["saas-checklist-in_app"], "five-days"),
                 _wait("five-days", "done", days=5),
                 _DONE,
@@ -348,6 +367,10 @@ def journeys_demo_seed(*, now: dt.datetime | None = None) -> JourneysDemoResult:
     now = now or timezone.now()
     with transaction.atomic():
         _ready_check()
+        # Where the rescue journey's heads-up goes (a notify step to "support").
+        Team.objects.get_or_create(
+            key="support", defaults={"name": "Support", "email": SUPPORT_EMAIL}
+        )
         templates = _templates_ensure()
         journeys = _journeys_ensure()
         enrolled = len(enroll(demo_entries(), now=now))

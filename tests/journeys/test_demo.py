@@ -16,7 +16,7 @@ from consent.models import Topic
 from customers.models import Customer
 from journeys.demo import DEMO_KEYS, TEMPLATES
 from journeys.graph import is_holdout
-from journeys.models import Enrollment, Journey, JourneyChange, JourneyVersion, StepRun
+from journeys.models import Enrollment, Journey, JourneyChange, JourneyVersion, StepRun, Team
 from journeys.runner import step_run_key
 from journeys.services import journey_pause, journey_save
 from messaging.models import Message, Template, TemplateVersion
@@ -108,9 +108,13 @@ def test_it_takes_four_journeys_live_with_their_templates_and_a_tenth_held_out(
     }
     templates = Template.objects.filter(key__in=[t[0] for t in TEMPLATES])
     assert set(templates.values_list("status", "active_version__number")) == {("active", 1)}
-    assert templates.count() == 14
+    assert templates.count() == 15
+    # the rescue journey's heads-up goes to the support team the seed sets up
+    assert list(Team.objects.values_list("key", "email")) == [
+        ("support", "support@demo.milepost.test")
+    ]
     assert Counter(templates.values_list("channel", flat=True)) == {
-        "email": 9,
+        "email": 10,
         "in_app": 3,
         "push": 2,
     }
@@ -213,7 +217,7 @@ def test_it_reports_what_it_did(milestones_demo: None) -> None:
     queued = Message.objects.filter(journey_key__in=DEMO_KEYS, status="queued").count()
     held = Enrollment.objects.filter(state="holdout").count()
     assert lines == [
-        "Journeys demo: 4 journeys (4 created this run), 14 templates created.",
+        "Journeys demo: 4 journeys (4 created this run), 15 templates created.",
         f"Made 45 enrollments this run; the runner advanced {45 - held} enrollments.",
         *tallies,
         f"Journey messages: {queued} queued.",
