@@ -221,6 +221,9 @@ MILESTONES_DEFAULT_STAGE: str = env.str("MILESTONES_DEFAULT_STAGE", default="new
 # --- Journeys -------------------------------------------------------------------------------
 # Due enrollments one runner transaction claims (SKIP LOCKED) and advances.
 JOURNEYS_ADVANCE_BATCH: int = env.int("JOURNEYS_ADVANCE_BATCH", default=500)
+# New enrollments take their first steps in the process that enrolled them, right after
+# commit (no task hop between an outcome and the journey's first message).
+JOURNEYS_ADVANCE_ON_ENTRY: bool = env.bool("JOURNEYS_ADVANCE_ON_ENTRY", default=True)
 # Outgoing notices (team emails, webhooks) one send task claims; attempts before a notice
 # that keeps failing is given up (backoff as for messages: MESSAGING_RETRY_*).
 JOURNEYS_NOTICE_BATCH: int = env.int("JOURNEYS_NOTICE_BATCH", default=100)

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from customers.locks import customers_advisory_lock
 from customers.models import Customer
-from journeys.graph import graph_parse, is_holdout
+from journeys.graph import is_holdout
 from journeys.models import (
     Enrollment,
     EnrollmentState,
@@ -30,6 +30,7 @@ from journeys.models import (
     WebhookEvent,
 )
 from journeys.notices import enrollment_payloads, wants, webhooks_write
+from journeys.runner import version_graph
 from journeys.triggers import event_filters, event_matches
 from milestones.signals import OutcomeRecord
 
@@ -149,7 +150,7 @@ def _enrollment(
         customer=customer,
         entry_key=entry.entry_key,
         state=EnrollmentState.HOLDOUT if held else EnrollmentState.ACTIVE,
-        current_step="" if held else graph_parse(version.steps).first.key,
+        current_step="" if held else version_graph(version).first.key,
         next_run_at=None if held else now,
         step_started_at=None if held else now,
         entered_at=now,

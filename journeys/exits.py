@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from django.db import transaction
 from django.utils import timezone
 
+from config.wake import wake
 from journeys.enrollment import Entry
 from journeys.graph import UntilWait, until_matches
 from journeys.models import Enrollment, EnrollmentState, StepRun, StepRunStatus, WebhookEvent
@@ -114,7 +115,7 @@ def exits_apply(entries: Sequence[Entry], *, now: dt.datetime | None = None) -> 
 def _wake() -> None:
     from journeys.tasks import enrollments_advance_task
 
-    enrollments_advance_task.delay()
+    wake(enrollments_advance_task)
 
 
 def _apply(

@@ -34,6 +34,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from config.wake import wake
 from customers.models import Account, Customer
 from journeys.graph import NotifyStep
 from journeys.models import (
@@ -149,7 +150,7 @@ def notices_write(notices: Sequence[Notice]) -> int:
 def _wake() -> None:
     from journeys.tasks import notices_send_task
 
-    notices_send_task.delay()
+    wake(notices_send_task)
 
 
 def outcome_payloads(outcomes: Sequence[OutcomeRecord]) -> list[WebhookPayload]:

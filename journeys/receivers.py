@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 
+from config.wake import wake
 from customers.models import Event
 from customers.signals import IngestedEvent
 from journeys.enrollment import Entry, enroll, entries_from_outcomes
 from journeys.exits import exits_apply
 from journeys.models import JourneyStatus, JourneyVersion
 from journeys.notices import outcome_payloads, wants, webhooks_write
-from journeys.runner import version_graph
+from journeys.runner import enrollments_advance, version_graph
 from milestones.signals import OutcomeRecord, StageChangeRecord
+
+logger = logging.getLogger(__name__)
 
 
 def on_outcomes_recorded(sender: Any, outcomes: list[OutcomeRecord], **kwargs: Any) -> None:
@@ -109,8 +115,24 @@ def on_stage_changed(sender: Any, changes: list[StageChangeRecord], **kwargs: An
 
 
 def _enroll_and_wake(entries: list[Entry]) -> None:
+    """Enroll, then (after commit) take the new enrollments' first steps right here: a
+    customer who just achieved a milestone gets the journey's first message without another
+    task hop. Whatever that does not finish — an error, a lock held elsewhere — the runner
+    task picks up (it is woken too) like any due enrollment."""
     made = enroll(entries)
-    if any(e.state == "active" for e in made):
-        from journeys.tasks import enrollments_advance_task
+    active = [e.pk for e in made if e.state == "active"]
+    if active:
+        transaction.on_commit(partial(_advance_now, active))
 
-        transaction.on_commit(enrollments_advance_task.delay)
+
+def _advance_now(ids: list[int]) -> None:
+    from journeys.tasks import enrollments_advance_task
+
+    try:
+        if settings.JOURNEYS_ADVANCE_ON_ENTRY:
+            for start in range(0, len(ids), settings.JOURNEYS_ADVANCE_BATCH):
+                enrollments_advance(ids=ids[start : start + settings.JOURNEYS_ADVANCE_BATCH])
+            return
+    except Exception:
+        logger.exception("advancing %d new enrollments failed; the runner will", len(ids))
+    wake(enrollments_advance_task)

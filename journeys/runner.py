@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Mapping
+import functools
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Final
 
 import orjson
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from customers.models import Customer
@@ -84,21 +85,18 @@ class _Batch:
     teams: dict[str, Team] | None = None  # read once per batch, when a notify step runs
 
 
-def enrollments_advance(*, now: dt.datetime | None = None, batch: int | None = None) -> int:
-    """Advance up to ``batch`` due enrollments; returns how many were claimed."""
+def enrollments_advance(
+    *,
+    now: dt.datetime | None = None,
+    batch: int | None = None,
+    ids: Collection[int] | None = None,
+) -> int:
+    """Advance up to ``batch`` due enrollments (only those of ``ids`` if given: the ones just
+    enrolled); returns how many were claimed."""
     now = now or timezone.now()
     size = batch or settings.JOURNEYS_ADVANCE_BATCH
     with transaction.atomic():
-        due = list(
-            Enrollment.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(
-                state__in=(EnrollmentState.ACTIVE, EnrollmentState.WAITING),
-                next_run_at__lte=now,
-                journey__status=JourneyStatus.LIVE,
-            )
-            .select_related("customer")
-            .order_by("next_run_at", "pk")[:size]
-        )
+        due = _claim(now, size, ids)
         if not due:
             return 0
         _definitions_attach(due)
@@ -137,6 +135,26 @@ def version_graph(version: JourneyVersion) -> Graph:
     return _GRAPHS[version.pk]
 
 
+def _claim(now: dt.datetime, size: int, only: Collection[int] | None = None) -> list[Enrollment]:
+    """Lock up to ``size`` due enrollments, oldest first, then load them with their customers.
+
+    Two statements on purpose: the lock walks the due index and stops after ``size`` rows.
+    Ordered by ``(next_run_at, pk)`` or joined to customers, PostgreSQL sorted every due row
+    on each claim (a backlog enrolled in one transaction shares one ``next_run_at``)."""
+    due = Enrollment.objects.select_for_update(skip_locked=True, of=("self",)).filter(
+        state__in=(EnrollmentState.ACTIVE, EnrollmentState.WAITING),
+        next_run_at__lte=now,
+        journey__status=JourneyStatus.LIVE,
+    )
+    if only is not None:
+        due = due.filter(pk__in=list(only))
+    ids = list(due.order_by("next_run_at").values_list("pk", flat=True)[:size])
+    if not ids:
+        return []
+    loaded = Enrollment.objects.filter(pk__in=ids).select_related("customer")
+    return sorted(loaded, key=lambda e: (e.next_run_at, e.pk))
+
+
 def _definitions_attach(enrollments: list[Enrollment]) -> None:
     """Give each enrollment its version and journey without a join per row: versions are
     immutable, so each process reads one once; journeys are read once per batch."""
@@ -149,34 +167,6 @@ def _definitions_attach(enrollments: list[Enrollment]) -> None:
         enrollment.journey = journeys[enrollment.journey_id]
 
 
-_PG_TYPES: Final = {"CharField": "text", "DateTimeField": "timestamptz", "JSONField": "jsonb"}
-
-
-def _recordset(model: type[Enrollment] | type[StepRun], names: list[str]) -> tuple[str, str]:
-    """Column list and ``jsonb_to_recordset`` row type of ``names`` (with ``id``)."""
-    fields = [model._meta.get_field(name) for name in names]
-    types = {
-        "BigAutoField": "bigint", "ForeignKey": "bigint", "BigIntegerField": "bigint",
-        "PositiveIntegerField": "integer", **_PG_TYPES,
-    }  # fmt: skip
-    columns = [f.column for f in fields]  # type: ignore[union-attr]
-    typed = ", ".join(
-        f"{f.column} {types[f.get_internal_type()]}"  # type: ignore[union-attr]
-        for f in fields
-    )
-    return ", ".join(columns), typed
-
-
-def _update_sql() -> str:
-    _, typed = _recordset(Enrollment, ["id", *_FIELDS])
-    table = Enrollment._meta.db_table
-    assignments = ", ".join(f"{name} = t.{name}" for name in _FIELDS)
-    return (
-        f"UPDATE {table} e SET {assignments} "  # noqa: S608 - the model's own names
-        f"FROM jsonb_to_recordset(%s::jsonb) AS t({typed}) WHERE e.id = t.id"
-    )
-
-
 _STEP_RUN_FIELDS: Final = [
     "enrollment",
     "step_key",
@@ -187,44 +177,76 @@ _STEP_RUN_FIELDS: Final = [
     "message_id",
     "at",
 ]
+_PG_TYPES: Final = {
+    "BigAutoField": "bigint",
+    "ForeignKey": "bigint",
+    "BigIntegerField": "bigint",
+    "PositiveIntegerField": "integer",
+    "CharField": "text",
+    "DateTimeField": "timestamptz",
+    "JSONField": "jsonb",
+}
 
 
+def _recordset(model: type[models.Model], names: Sequence[str]) -> tuple[list[str], str]:
+    """The columns of ``names`` and the ``jsonb_to_recordset`` row type that reads them."""
+    fields = {f.name: f for f in model._meta.concrete_fields}
+    columns = [fields[name].column for name in names]
+    types = [_PG_TYPES[fields[name].get_internal_type()] for name in names]
+    typed = ", ".join(f"{c} {t}" for c, t in zip(columns, types, strict=True))
+    return columns, typed
+
+
+@functools.cache
+def _update_sql() -> str:
+    _, typed = _recordset(Enrollment, ["id", *_FIELDS])
+    assignments = ", ".join(f"{c} = t.{c}" for c in _recordset(Enrollment, _FIELDS)[0])
+    return (
+        f"UPDATE {Enrollment._meta.db_table} e SET {assignments} "  # noqa: S608 - model names
+        f"FROM jsonb_to_recordset(%s::jsonb) AS t({typed}) WHERE e.id = t.id"
+    )
+
+
+@functools.cache
 def _insert_sql() -> str:
     columns, typed = _recordset(StepRun, _STEP_RUN_FIELDS)
+    listed = ", ".join(columns)
     return (
-        f"INSERT INTO {StepRun._meta.db_table} ({columns}) "  # noqa: S608 - the model's names
-        f"SELECT {columns} FROM jsonb_to_recordset(%s::jsonb) AS t({typed}) "
+        f"INSERT INTO {StepRun._meta.db_table} ({listed}) "  # noqa: S608 - the model's names
+        f"SELECT {listed} FROM jsonb_to_recordset(%s::jsonb) AS t({typed}) "
         "ON CONFLICT DO NOTHING"
     )
 
 
-def enrollments_write(enrollments: list[Enrollment]) -> None:
+def _json(rows: list[dict[str, Any]]) -> str:
+    # Non-string keys as ``json.dumps`` (the JSONField's encoder) would write them.
+    return orjson.dumps(rows, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def enrollments_write(enrollments: Sequence[Enrollment]) -> None:
     """Store the enrollments' new positions in one statement (PostgreSQL: the batch travels
-    as one JSON document; ``bulk_update`` builds a CASE per field and row and cost more than
-    the rest of the batch together)."""
+    as one JSON document, where ``bulk_update``'s CASE per field and row cost more than the
+    rest of the batch together)."""
     if connection.vendor != "postgresql":
         Enrollment.objects.bulk_update(enrollments, _FIELDS)
         return
     rows = [{"id": e.pk, **{name: getattr(e, name) for name in _FIELDS}} for e in enrollments]
     with connection.cursor() as cursor:
-        cursor.execute(_update_sql(), [orjson.dumps(rows).decode()])
+        cursor.execute(_update_sql(), [_json(rows)])
 
 
-def step_runs_insert(runs: list[StepRun]) -> None:
+def step_runs_insert(runs: Sequence[StepRun]) -> None:
     """Append to the step log in one statement; a run already logged (its key) is kept."""
     if not runs:
         return
     if connection.vendor != "postgresql":
         StepRun.objects.bulk_create(runs, ignore_conflicts=True)
         return
-    names = [StepRun._meta.get_field(name).attname for name in _STEP_RUN_FIELDS]
-    columns = [StepRun._meta.get_field(name).column for name in _STEP_RUN_FIELDS]
-    rows = [
-        {column: getattr(run, name) for name, column in zip(names, columns, strict=True)}
-        for run in runs
-    ]
+    # Columns are attribute names here (enrollment_id, message_id).
+    columns, _ = _recordset(StepRun, _STEP_RUN_FIELDS)
+    rows = [{column: getattr(run, column) for column in columns} for run in runs]
     with connection.cursor() as cursor:
-        cursor.execute(_insert_sql(), [orjson.dumps(rows).decode()])
+        cursor.execute(_insert_sql(), [_json(rows)])
 
 
 def _walk(enrollment: Enrollment, graph: Graph, work: _Batch) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from celery import Task, shared_task
 
+from config.wake import woken
 from journeys import notices, runner, sweep
 
 
@@ -31,6 +32,7 @@ def outcomes_sweep_task(rounds: int = 50) -> int:
 
 def _rounds(work: Callable[[], int], rounds: int, task: Task[..., Any]) -> int:
     """Up to ``rounds`` batches of ``work``, then queue ``task`` again if there is more."""
+    woken(task)
     done = 0
     for _ in range(rounds):
         claimed = work()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from config.wake import wake
 from customers.signals import IngestedEvent
 from milestones import evaluation
 from milestones.registry import registry
@@ -18,7 +19,7 @@ def on_events_ingested(sender: Any, *, events: Sequence[IngestedEvent], **kwargs
     from milestones.tasks import evaluate_task
 
     if evaluation.affected_pairs(registry(), events):
-        evaluate_task.delay()
+        wake(evaluate_task)
 
 
 def on_customers_merged(
@@ -27,4 +28,4 @@ def on_customers_merged(
     from milestones.tasks import evaluate_task
 
     if evaluation.customer_merged(source_id=source_customer_id, target_id=target_customer_id):
-        evaluate_task.delay()
+        wake(evaluate_task)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from config.wake import wake, woken
 from milestones import backfill, evaluation, sweep
 
 
@@ -11,6 +12,7 @@ from milestones import backfill, evaluation, sweep
 def evaluate_task(rounds: int = 20) -> int:
     """Drain pending evaluations: up to ``rounds`` batches, then hand over to a fresh task
     so one busy queue never pins a worker process forever. Returns pairs evaluated."""
+    woken(evaluate_task)
     evaluated = 0
     for _ in range(rounds):
         summary = evaluation.pending_evaluate()
@@ -26,7 +28,7 @@ def deadlines_sweep_task() -> int:
     missed = sweep.deadlines_sweep().missed
     if missed:
         # Subjects who acted after their deadline were queued for their late achievement.
-        evaluate_task.delay()
+        wake(evaluate_task)
     return missed
 
 
@@ -34,7 +36,7 @@ def deadlines_sweep_task() -> int:
 def progress_start_task() -> int:
     queued = sweep.progress_start()
     if queued:
-        evaluate_task.delay()
+        wake(evaluate_task)
     return queued
 
 
@@ -42,7 +44,7 @@ def progress_start_task() -> int:
 def reconcile_task() -> bool:
     """Re-enqueue the evaluator when pending rows have waited too long (a lost wake-up)."""
     if sweep.reconcile_needed():
-        evaluate_task.delay()
+        wake(evaluate_task)
         return True
     return False
 

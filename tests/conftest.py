@@ -11,6 +11,7 @@ import orjson
 import pytest
 from django.test import Client
 
+from config.wake import wakes_forget
 from customers.selectors import source_cache_clear
 from customers.services import CreatedKey, source_create
 from milestones import registry as milestone_registry
@@ -56,6 +57,14 @@ def _fresh_key_cache() -> Iterator[None]:
     yield
     source_cache_clear()
     registry_clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_wake_flags() -> Iterator[None]:
+    # A coalesced wake-up flag in Redis must not outlive the test that set it.
+    wakes_forget()
+    yield
+    wakes_forget()
 
 
 @pytest.fixture(autouse=True)

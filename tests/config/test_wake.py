@@ -1,0 +1,54 @@
+"""Coalesced wake-ups: a burst of commits queues one drain task while one is waiting, and a
+task that has started draining lets the next commit queue another."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from config.wake import wake, woken
+
+
+class Task:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.queued = 0
+
+    def delay(self) -> None:
+        self.queued += 1
+
+
+def test_a_burst_of_wakes_queues_one_task_until_it_starts() -> None:
+    task = Task("tests.drain")
+
+    for _ in range(5):
+        wake(task)
+    assert task.queued == 1
+
+    woken(task)  # the task starts draining: what commits from now on needs a new wake-up
+    wake(task)
+    wake(task)
+    assert task.queued == 2
+
+
+def test_each_task_has_its_own_flag() -> None:
+    first, second = Task("tests.first"), Task("tests.second")
+
+    wake(first)
+    wake(second)
+
+    assert (first.queued, second.queued) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    "broker", ["filesystem://", "redis://127.0.0.1:1/0"], ids=["no-redis", "redis-down"]
+)
+def test_without_a_reachable_redis_every_wake_queues(settings: Any, broker: str) -> None:
+    settings.CELERY_BROKER_URL = broker
+    task = Task("tests.drain")
+
+    wake(task)
+    wake(task)
+
+    assert task.queued == 2
