@@ -58,6 +58,7 @@ bench: install
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/milestones.py
 	$(BIN)/python bench/messaging.py
+	$(BIN)/python bench/journeys.py
 
 clean:
 	rm -rf $(VENV) var

@@ -30,7 +30,13 @@ from typing import Any, Final
 from django.utils import timezone
 
 from customers.models import Customer, Event
-from journeys.enrollment import Entry, _eligible, _latest_entries, _matches, _may_reenter
+from journeys.enrollment import (
+    Entry,
+    entries_latest,
+    entry_eligible,
+    entry_matches,
+    reentry_allowed,
+)
 from journeys.graph import (
     BranchStep,
     DurationWait,
@@ -215,7 +221,7 @@ def _judge(journey: Journey, version: JourneyVersion, entries: Sequence[Entry]) 
     """Each matching trigger's bucket, judged in time order as ``enroll`` judges it."""
     ids = sorted({e.customer_id for e in entries})
     customers = {c.pk: c for c in Customer.objects.filter(pk__in=ids)}
-    latest = {customer: at for (_, customer), at in _latest_entries(ids, {journey.pk}).items()}
+    latest = {customer: at for (_, customer), at in entries_latest(ids, {journey.pk}).items()}
     used = set(
         Enrollment.objects.filter(
             journey_id=journey.pk, customer_id__in=ids, entry_key__in=[e.entry_key for e in entries]
@@ -224,13 +230,13 @@ def _judge(journey: Journey, version: JourneyVersion, entries: Sequence[Entry]) 
     candidates = []
     for entry in entries:
         customer = customers.get(entry.customer_id)
-        if customer is None or not _matches(version, entry):
+        if customer is None or not entry_matches(version, entry):
             continue
         if (customer.pk, entry.entry_key) in used:
             bucket = ALREADY_ENTERED
-        elif not _eligible(version, customer):
+        elif not entry_eligible(version, customer):
             bucket = INELIGIBLE
-        elif not _may_reenter(version, latest.get(customer.pk), entry.at):
+        elif not reentry_allowed(version, latest.get(customer.pk), entry.at):
             bucket = ALREADY_ENTERED
         elif is_holdout(journey.key, customer.pk, float(version.holdout_percent)):
             bucket, latest[customer.pk] = HELD_OUT, entry.at

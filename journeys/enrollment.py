@@ -75,7 +75,7 @@ def _live_versions() -> list[tuple[Journey, JourneyVersion]]:
     return [(j, j.active_version) for j in journeys if j.active_version is not None]
 
 
-def _matches(version: JourneyVersion, entry: Entry) -> bool:
+def entry_matches(version: JourneyVersion, entry: Entry) -> bool:
     trigger = version.trigger
     if trigger.get("kind") != entry.kind:
         return False
@@ -90,7 +90,7 @@ def _matches(version: JourneyVersion, entry: Entry) -> bool:
     return bool(trigger.get("to") == entry.subject)
 
 
-def _eligible(version: JourneyVersion, customer: Customer) -> bool:
+def entry_eligible(version: JourneyVersion, customer: Customer) -> bool:
     rules = version.entry_rules or {}
     for name, value in (
         ("plans", customer.plan),
@@ -108,7 +108,7 @@ def enroll(entries: Sequence[Entry], *, now: dt.datetime | None = None) -> list[
     enrollments made (none for an entry seen before)."""
     now = now or timezone.now()
     live = _live_versions()
-    pairs = [(j, v, e) for e in entries for j, v in live if _matches(v, e)]
+    pairs = [(j, v, e) for e in entries for j, v in live if entry_matches(v, e)]
     if not pairs:
         return []
     made: list[Enrollment] = []
@@ -116,7 +116,7 @@ def enroll(entries: Sequence[Entry], *, now: dt.datetime | None = None) -> list[
         ids = sorted({e.customer_id for _, _, e in pairs})
         customers_advisory_lock(_LOCK_SPACE, ids)
         customers = {c.pk: c for c in Customer.objects.filter(pk__in=ids)}
-        latest = _latest_entries(ids, {j.pk for j, _, _ in pairs})
+        latest = entries_latest(ids, {j.pk for j, _, _ in pairs})
         seen = set(
             Enrollment.objects.filter(
                 customer_id__in=ids, entry_key__in=[e.entry_key for _, _, e in pairs]
@@ -126,7 +126,7 @@ def enroll(entries: Sequence[Entry], *, now: dt.datetime | None = None) -> list[
             customer = customers.get(entry.customer_id)
             if customer is None or (version.pk, customer.pk, entry.entry_key) in seen:
                 continue
-            if not _eligible(version, customer) or not _may_reenter(
+            if not entry_eligible(version, customer) or not reentry_allowed(
                 version, latest.get((journey.pk, customer.pk)), now
             ):
                 continue
@@ -159,7 +159,7 @@ def _enrollment(
     )
 
 
-def _latest_entries(
+def entries_latest(
     customer_ids: list[int], journey_ids: set[int]
 ) -> dict[tuple[int, int], dt.datetime]:
     latest: dict[tuple[int, int], dt.datetime] = {}
@@ -173,7 +173,7 @@ def _latest_entries(
     return latest
 
 
-def _may_reenter(version: JourneyVersion, last: dt.datetime | None, now: dt.datetime) -> bool:
+def reentry_allowed(version: JourneyVersion, last: dt.datetime | None, now: dt.datetime) -> bool:
     """Whether a customer who entered this journey at ``last`` (any version) may enter again."""
     if last is None:
         return True

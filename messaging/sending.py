@@ -94,14 +94,15 @@ def messages_send(
 def messages_send_due(
     channel: str, *, now: dt.datetime | None = None, batch: int | None = None
 ) -> SendSummary:
-    """Send up to ``batch`` queued, due messages of ``channel``, oldest first, whatever task
-    they were handed to: a send task that finds a backlog on its channel drains it instead of
-    leaving each message to wait for its own task behind the others."""
+    """Send up to ``batch`` queued, due messages of ``channel`` (least recently touched
+    first), whatever task they were handed to: a send task that finds a backlog on its
+    channel drains it instead of leaving each message to wait for its own task."""
     now = now or timezone.now()
     ids = list(
         Message.objects.filter(status=MessageStatus.QUEUED, channel=channel)
         .filter(Q(send_after__isnull=True) | Q(send_after__lte=now))
-        .order_by("pk")
+        # The in-flight index's order: no sort of the whole backlog on every call.
+        .order_by("updated_at")
         .values_list("pk", flat=True)[: batch or settings.MESSAGING_SEND_BATCH]
     )
     return messages_send(channel, ids, now=now) if ids else SendSummary()

@@ -63,7 +63,7 @@ def test_two_workers_entering_one_customer_at_once_enroll_once(
     live()
     customer = CustomerFactory()
     both_read = threading.Barrier(2, timeout=1)
-    read = enrollment_module._latest_entries
+    read = enrollment_module.entries_latest
 
     def read_then_meet(*args: Any) -> Any:
         found = read(*args)
@@ -72,7 +72,7 @@ def test_two_workers_entering_one_customer_at_once_enroll_once(
             both_read.wait()
         return found
 
-    monkeypatch.setattr(enrollment_module, "_latest_entries", read_then_meet)
+    monkeypatch.setattr(enrollment_module, "entries_latest", read_then_meet)
 
     # when: two different outcomes of the same customer, entering at once
     errors = in_threads(
