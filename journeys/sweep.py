@@ -3,7 +3,7 @@
 
 ``outcomes_recorded`` is sent after commit, so a process that dies between the commit and
 the send loses the call while the outcome row stays. The sweep reads the outcomes feed in
-``(xact_id, id)`` order — the gap-free order of ``milestones.api.selectors.outcomes_feed``,
+``(xact_id, id)`` order — the gap-free order of ``milestones.feed.outcomes_feed``,
 which never serves a row that a later commit could put before one already read — from a
 durable cursor, and hands every outcome at least ``JOURNEYS_SWEEP_GRACE_SECONDS`` old on
 again. Everything downstream is idempotent (an enrollment is unique per entry key, an exit or
@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from journeys.models import SweepCursor
 from journeys.receivers import outcomes_handle
-from milestones.api.selectors import FeedPosition, outcomes_after, outcomes_feed
+from milestones.feed import FeedPosition, outcomes_after, outcomes_feed
 from milestones.signals import OutcomeRecord
 
 CURSOR = "outcomes"

@@ -18,7 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 
-from milestones.api.selectors import FeedPosition, outcomes_after
+from milestones.feed import FeedPosition, outcomes_after
 
 PAGE_SIZE: Final = 100
 MAX_PAGE_SIZE: Final = 1000

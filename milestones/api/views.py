@@ -32,6 +32,7 @@ from milestones.api.serializers import (
     ProgressSerializer,
 )
 from milestones.dryrun import definition_dry_run
+from milestones.feed import outcomes_feed
 from milestones.models import MilestoneDefinition, MilestoneOutcome, Progress, Unit
 from milestones.services import DefinitionInvalid
 
@@ -137,7 +138,7 @@ class OutcomeFeed(generics.ListAPIView[MilestoneOutcome]):
         query = OutcomeQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         params = query.validated_data
-        outcomes = selectors.outcomes_feed(
+        outcomes = outcomes_feed(
             definition_key=params.get("definition"),
             kind=params.get("kind"),
             unit=params.get("unit"),

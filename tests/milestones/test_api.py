@@ -17,8 +17,8 @@ from rest_framework.test import APIClient
 
 from customers.models import Customer
 from milestones.api.pagination import cursor_decode, cursor_encode
-from milestones.api.selectors import FeedPosition
 from milestones.evaluation import xact_id
+from milestones.feed import FeedPosition
 from milestones.models import (
     DefinitionChange,
     MilestoneDefinition,
