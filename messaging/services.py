@@ -29,7 +29,14 @@ from customers.locks import customers_advisory_lock
 from customers.models import Customer
 from messaging import policy, reasons
 from messaging.models import Message, MessageStatus, Template, TemplateVersion
-from messaging.rendering import RenderError, links_track, open_pixel_add, render, variant_for
+from messaging.rendering import (
+    RenderError,
+    links_track,
+    links_track_with_text,
+    open_pixel_add,
+    render,
+    variant_for,
+)
 from messaging.snapshot import Snapshot, snapshot_read
 from messaging.tracking import click_url, open_url
 
@@ -329,11 +336,16 @@ def _render(
     locale, fields = variant_for(version.variants, customer.locale, version.default_locale)
     with_links = message.channel == Channel.EMAIL or _uses_links(version)
     context = render_context(customer, message, message.context, with_links=with_links)
-    rendered = render(message.channel, fields, context)
+    is_email = message.channel == Channel.EMAIL
+    rendered = render(message.channel, fields, context, text_version=not is_email)
     message.locale = locale
-    if message.channel == Channel.EMAIL:
+    if is_email:
         pk = message.pk
-        html, tracked = links_track(str(rendered.get("html", "")), partial(_click, pk))
+        source = str(rendered.get("html", ""))
+        if rendered["text"]:
+            html, tracked = links_track(source, partial(_click, pk))
+        else:  # the text version made from the HTML in the same parse as the tracking
+            html, tracked, rendered["text"] = links_track_with_text(source, partial(_click, pk))
         rendered["html"] = open_pixel_add(html, open_url(pk)) if html else html
         message.links = tracked
         if not message.is_transactional:

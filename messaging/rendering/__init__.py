@@ -13,7 +13,12 @@ HTML). Filters: ``SAFE_FILTERS``; methods: ``SAFE_METHODS``; globals: ``range`` 
 ``dict``, ``cycler``, ``joiner``, ``namespace``; no ``include``/``extends``/``import``.
 """
 
-from messaging.rendering.email_html import links_track, open_pixel_add, text_from_html
+from messaging.rendering.email_html import (
+    links_track,
+    links_track_with_text,
+    open_pixel_add,
+    text_from_html,
+)
 from messaging.rendering.errors import RenderError
 from messaging.rendering.fields import (
     CHANNEL_FIELDS,
@@ -36,6 +41,7 @@ __all__ = [
     "SmsSegments",
     "fields_validate",
     "links_track",
+    "links_track_with_text",
     "open_pixel_add",
     "render",
     "sms_segments",

@@ -56,10 +56,32 @@ def links_track(html: str, tracked_url: Callable[[int, str], str]) -> tuple[str,
     """
     finder = _AnchorFinder(html)
     finder.parse()
+    return _links_splice(html, finder.anchors, tracked_url)
+
+
+def links_track_with_text(
+    html: str, tracked_url: Callable[[int, str], str]
+) -> tuple[str, list[str], str]:
+    """``links_track`` and ``text_from_html`` of the same document in one parse (the send
+    path's hot spot): the tracked HTML, the original URLs, and the plain text (with the
+    original URLs)."""
+    parser = _AnchorsAndText(html)
+    parser.feed(html)
+    parser.close()
+    tracked, urls = _links_splice(html, parser.anchors, tracked_url)
+    return tracked, urls, _text_join(parser.parts)
+
+
+_Anchor = tuple[int, str, list[tuple[str, str | None]]]
+
+
+def _links_splice(
+    html: str, anchors: list[_Anchor], tracked_url: Callable[[int, str], str]
+) -> tuple[str, list[str]]:
     indexes: dict[str, int] = {}
     pieces: list[str] = []
     done = 0
-    for start, raw, attrs in finder.anchors:
+    for start, raw, attrs in anchors:
         names = {name for name, _ in attrs}
         url = next((value for name, value in attrs if name == "href"), None)
         if url is None or "data-notrack" in names or html[start : start + len(raw)] != raw:
@@ -218,13 +240,43 @@ class _TextExtractor(HTMLParser):
         self.parts.append(text)
 
 
+class _AnchorsAndText(_TextExtractor):
+    """The text extractor that also records the anchors' positions, as ``_AnchorFinder``."""
+
+    def __init__(self, document: str) -> None:
+        super().__init__()
+        lengths = (len(line) + 1 for line in document.split("\n"))
+        self.line_starts = [0, *itertools.accumulate(lengths)]
+        self.anchors: list[_Anchor] = []
+
+    def _anchor(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        raw = self.get_starttag_text()
+        if tag == "a" and raw is not None:
+            line, column = self.getpos()
+            self.anchors.append((self.line_starts[line - 1] + column, raw, attrs))
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._anchor(tag, attrs)
+        super().handle_starttag(tag, attrs)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self._anchor(tag, attrs)
+            return
+        super().handle_startendtag(tag, attrs)
+
+
 def text_from_html(html: str) -> str:
     """A readable plain-text version of an HTML email: paragraphs, list items, link URLs."""
     extractor = _TextExtractor()
     extractor.feed(html)
     extractor.close()
+    return _text_join(extractor.parts)
+
+
+def _text_join(parts: list[str]) -> str:
     kept: list[str] = []
-    for line in "".join(extractor.parts).split("\n"):
+    for line in "".join(parts).split("\n"):
         line = line.strip()
         # At most one blank line in a row: paragraphs are separated, never spaced out.
         if line or (kept and kept[-1]):

@@ -68,13 +68,16 @@ def render(
     context: Mapping[str, Any],
     *,
     limits: Limits = Limits(),  # noqa: B008 -- frozen, so one shared default is safe
+    text_version: bool = True,
 ) -> dict[str, Any]:
     """Render every field of a ``channel`` message with ``context``; return them by name.
 
     Every field of the channel is in the result (an absent optional one as "" or, for push
     ``data``, {}). An email whose ``text`` is blank gets one made from the rendered HTML.
     A required field that renders blank, a URL field that renders an unsafe URL, or any
-    template failure raises ``RenderError``: there is never a blank send.
+    template failure raises ``RenderError``: there is never a blank send. ``text_version``
+    False leaves a blank email ``text`` blank, for a caller that makes it from the HTML in
+    its own pass (``links_track_with_text``).
     """
     fields_validate(channel, fields)
     rendered: dict[str, Any] = {}
@@ -83,7 +86,7 @@ def render(
             rendered[name] = _data_render(channel, fields.get(name) or {}, context, limits)
         else:
             rendered[name] = _field_render(channel, name, fields.get(name) or "", context, limits)
-    if channel == "email" and not rendered["text"]:
+    if channel == "email" and text_version and not rendered["text"]:
         rendered["text"] = text_from_html(rendered["html"])
     for name in CHANNEL_FIELDS[channel]:
         if name in REQUIRED_FIELDS[channel] and not rendered[name].strip():

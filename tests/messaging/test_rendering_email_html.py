@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from messaging.rendering import links_track, open_pixel_add, text_from_html
+from messaging.rendering import links_track, links_track_with_text, open_pixel_add, text_from_html
 
 
 def tracked(index: int, url: str) -> str:
@@ -179,3 +179,26 @@ def test_the_text_version_shows_a_link_url_once_and_only_for_web_links(
     html: str, text: str
 ) -> None:
     assert text_from_html(html) == text
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        '<p>Hi <a href="https://a.example/x">there</a></p><a href="https://b.example">b</a>',
+        "<html><head><title>T</title><style>p{}</style></head><body><ul><li>one "
+        '<a href="https://a.example/1?x=1&amp;y=2">1</a></li><li>'
+        '<a href="mailto:x@example.com">mail</a></li></ul></body></html>',
+        '<a href="https://a.example" data-notrack>kept</a><a/><a href="https://a.example">again'
+        '</a>\n<table><tr><td>x</td><td><a href="https://c.example/é">c</a></td></tr></table>',
+        "<p>no links at all &amp; entities &lt;here&gt;</p>",
+        '<p>line one<br>line two <a href="  https://d.example/ ">https://d.example/</a></p>',
+    ],
+)
+def test_tracking_with_text_in_one_parse_equals_the_two_separate_passes(html: str) -> None:
+    def tracked(index: int, url: str) -> str:
+        return f"https://t.example/{index}"
+
+    assert links_track_with_text(html, tracked) == (
+        *links_track(html, tracked),
+        text_from_html(html),
+    )
