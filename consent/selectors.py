@@ -49,7 +49,7 @@ def region_policy_for(region: str) -> RegionRule:
 
 def subscriptions_for(customer_ids: Collection[int]) -> dict[int, dict[tuple[str, str], str]]:
     found: dict[int, dict[tuple[str, str], str]] = {pk: {} for pk in customer_ids}
-    rows = Subscription.objects.filter(customer_id__in=list(customer_ids)).values_list(
+    rows = Subscription.objects.filter(customer_id__any=list(customer_ids)).values_list(
         "customer_id", "channel", "topic__key", "status"
     )
     for customer_id, channel, topic, status in rows:
@@ -62,12 +62,16 @@ def suppressed_among(pairs: Collection[tuple[str, str]]) -> frozenset[tuple[str,
     if not pairs:
         return frozenset()
     hashes = sorted({digest for _, digest in pairs})
-    rows = Suppression.objects.filter(address_hash__in=hashes).values_list("kind", "address_hash")
+    rows = Suppression.objects.filter(address_hash__any=list(hashes)).values_list(
+        "kind", "address_hash"
+    )
     return frozenset(rows) & frozenset(pairs)
 
 
 def preferences_for(customer_ids: Collection[int]) -> dict[int, Preference]:
-    return {p.customer_id: p for p in Preference.objects.filter(customer_id__in=list(customer_ids))}
+    return {
+        p.customer_id: p for p in Preference.objects.filter(customer_id__any=list(customer_ids))
+    }
 
 
 def quiet_hours_active() -> list[QuietHours]:

@@ -147,11 +147,11 @@ def _claim(now: dt.datetime, size: int, only: Collection[int] | None = None) -> 
         journey__status=JourneyStatus.LIVE,
     )
     if only is not None:
-        due = due.filter(pk__in=list(only))
+        due = due.filter(pk__any=list(only))
     ids = list(due.order_by("next_run_at").values_list("pk", flat=True)[:size])
     if not ids:
         return []
-    loaded = Enrollment.objects.filter(pk__in=ids).select_related("customer")
+    loaded = Enrollment.objects.filter(pk__any=ids).select_related("customer")
     return sorted(loaded, key=lambda e: (e.next_run_at, e.pk))
 
 

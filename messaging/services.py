@@ -75,7 +75,7 @@ def messages_request(
     with transaction.atomic():
         customers_lock(sorted({r.customer_id for r in requests}))
         existing = dict(
-            Message.objects.filter(idempotency_key__in=[r.key for r in requests]).values_list(
+            Message.objects.filter(idempotency_key__any=[r.key for r in requests]).values_list(
                 "idempotency_key", "pk"
             )
         )

@@ -29,7 +29,7 @@ def snapshot_read(customer_ids: Collection[int], now: dt.datetime) -> Snapshot:
     """Customers, their addresses, consent, suppressions, slot-holding messages and the
     global rules. Read inside the caller's transaction, after it locked the customers."""
     ids = sorted(set(customer_ids))
-    customers = {c.pk: c for c in Customer.objects.filter(pk__in=ids).select_related("account")}
+    customers = {c.pk: c for c in Customer.objects.filter(pk__any=ids).select_related("account")}
     topics = consent_selectors.topics_by_key()
     caps = _caps(topics)
     addresses = _addresses(customers)
@@ -107,7 +107,7 @@ def _addresses(
         if customer.phone:
             mine[Channel.SMS] = (_address(AddressKind.PHONE, customer.phone),)
         found[pk] = mine
-    devices = Device.objects.filter(customer_id__in=list(customers), is_active=True).order_by(
+    devices = Device.objects.filter(customer_id__any=list(customers), is_active=True).order_by(
         "customer_id", "-last_seen"
     )
     for customer_id, platform, token in devices.values_list("customer_id", "platform", "token"):
@@ -125,7 +125,7 @@ def _held(
     ids: list[int], since: dt.datetime, topic_keys: Mapping[int, str]
 ) -> dict[int, list[policy.Held]]:
     found: dict[int, list[policy.Held]] = {}
-    rows = Message.objects.filter(customer_id__in=ids, reserved_at__gt=since).values_list(
+    rows = Message.objects.filter(customer_id__any=ids, reserved_at__gt=since).values_list(
         "customer_id", "reserved_at", "channel", "topic_id", "journey_key", "priority"
     )
     for customer_id, at, channel, topic_id, journey, priority in rows:
