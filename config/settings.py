@@ -321,6 +321,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # Outcomes whose signal was lost (a crash between commit and on_commit): enroll, exit,
     # convert and notify from the durable rows.
     "journeys-sweep": {"task": "journeys.outcomes_sweep", "schedule": 60.0},
+    "journeys-events-sweep": {"task": "journeys.events_sweep", "schedule": 60.0},
 }
 
 # --- Logging --------------------------------------------------------------------------------

@@ -309,6 +309,10 @@ class SweepCursor(models.Model):
     name = models.CharField(max_length=64, unique=True)
     xact_id = models.BigIntegerField(null=True, blank=True)
     last_id = models.BigIntegerField(default=0)
+    # A feed without commit order (events): the highest id when ``marked_at`` was recorded;
+    # rows up to it are read once the grace has passed since.
+    mark_id = models.BigIntegerField(null=True, blank=True)
+    marked_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:

@@ -49,7 +49,7 @@ _EVENTS: tuple[float, frozenset[str]] = (0.0, frozenset())
 _EVENTS_SECONDS = 5.0
 
 
-def _event_names() -> frozenset[str]:
+def event_names() -> frozenset[str]:
     """Event names some live journey is triggered by, exits on or waits for, cached per
     process for a few seconds: this runs after every ingest batch and must cost nothing
     when no journey cares about events."""
@@ -82,7 +82,7 @@ def exit_events_forget() -> None:
 def on_events_ingested(sender: Any, events: list[IngestedEvent], **kwargs: Any) -> None:
     """Events a live journey cares about: they end running enrollments that exit on them or
     wait for them, and enroll customers in journeys they trigger."""
-    names = _event_names()
+    names = event_names()
     if not names:
         return
     wanted = [e for e in events if e.name in names]
@@ -98,6 +98,13 @@ def on_events_ingested(sender: Any, events: list[IngestedEvent], **kwargs: Any) 
         )
         for e in wanted
     ]  # fmt: skip
+    events_handle(entries)
+
+
+def events_handle(entries: list[Entry]) -> None:
+    """End the running enrollments the events satisfy (exit criteria, until-waits) and
+    enroll in the journeys they trigger. Idempotent (``event:<id>`` entry keys), so the
+    event sweep may hand the same events on again."""
     exits_apply(entries)
     _enroll_and_wake(entries)
 

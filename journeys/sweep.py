@@ -1,4 +1,4 @@
-"""The outcome sweep: outcomes whose signal was lost still reach journeys and webhooks
+"""The sweeps: outcomes and events whose signal was lost still reach journeys and webhooks
 (DESIGN.md §2.1).
 
 ``outcomes_recorded`` is sent after commit, so a process that dies between the commit and
@@ -11,24 +11,34 @@ a conversion happens once, a notice is unique per key), so outcomes the signal d
 cost a few reads and change nothing. A journey that went live after an outcome was recorded
 does not take it late.
 
-The cursor starts where the feed ends when the sweep first runs: it catches lost signals from
-then on and does not replay history into journeys.
+Events have no commit-ordered feed: ``events_sweep`` marks the highest event id, and once
+the grace has passed reads the events up to that mark whose names a live journey is
+triggered by, exits on or waits for (in SQL, by id range), then sets the next mark. An
+ingest transaction lasts milliseconds; one still open a whole grace after the mark could be
+passed over. With no live journey caring about events it reads none.
+
+Each cursor starts where its feed ends when its sweep first runs: it catches lost signals
+from then on and does not replay history into journeys.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from customers.models import Event
+from journeys.enrollment import Entry
 from journeys.models import SweepCursor
-from journeys.receivers import outcomes_handle
+from journeys.receivers import event_names, events_handle, outcomes_handle
 from milestones.feed import FeedPosition, outcomes_after, outcomes_feed
 from milestones.signals import OutcomeRecord
 
 CURSOR = "outcomes"
+EVENTS_CURSOR = "events"
 
 
 def outcomes_sweep(*, now: dt.datetime | None = None, batch: int | None = None) -> int:
@@ -36,7 +46,7 @@ def outcomes_sweep(*, now: dt.datetime | None = None, batch: int | None = None) 
     now = now or timezone.now()
     horizon = now - dt.timedelta(seconds=settings.JOURNEYS_SWEEP_GRACE_SECONDS)
     with transaction.atomic():
-        cursor = _cursor()
+        cursor = _cursor(CURSOR, _feed_end)
         if cursor is None:
             return 0
         position = FeedPosition(cursor.xact_id, cursor.last_id)
@@ -73,17 +83,67 @@ def outcomes_sweep(*, now: dt.datetime | None = None, batch: int | None = None) 
     return len(taken)
 
 
-def _cursor() -> SweepCursor | None:
-    """The locked cursor; on the first run, a new one at the end of the feed (and None: there
-    is nothing behind it yet)."""
-    cursor = SweepCursor.objects.select_for_update(skip_locked=True).filter(name=CURSOR).first()
+def events_sweep(*, now: dt.datetime | None = None, batch: int | None = None) -> int:
+    """Hand on the events some live journey cares about among those ingested up to the
+    cursor's mark, once the grace has passed since the mark was set; returns how many."""
+    now = now or timezone.now()
+    grace = dt.timedelta(seconds=settings.JOURNEYS_SWEEP_GRACE_SECONDS)
+    with transaction.atomic():
+        cursor = _cursor(EVENTS_CURSOR, _events_end)
+        if cursor is None:
+            return 0
+        if cursor.mark_id is None or cursor.marked_at is None or now - cursor.marked_at < grace:
+            if cursor.mark_id is None:
+                cursor.mark_id, cursor.marked_at = _events_end()[1], now
+                cursor.save(update_fields=["mark_id", "marked_at"])
+            return 0
+        names = sorted(event_names())
+        rows = list(
+            Event.objects.filter(
+                pk__gt=cursor.last_id, pk__lte=cursor.mark_id, name__any=names
+            )
+            .order_by("pk")
+            .values_list("pk", "customer_id", "name", "occurred_at", "properties", "received_at")[
+                : batch or settings.JOURNEYS_SWEEP_BATCH
+            ]
+        ) if names else []  # fmt: skip
+        if rows:
+            events_handle(
+                [
+                    Entry(
+                        customer_id, "event", name, f"event:{pk}", occurred_at,
+                        properties=properties or {}, recorded_at=received_at,
+                    )
+                    for pk, customer_id, name, occurred_at, properties, received_at in rows
+                ]
+            )  # fmt: skip
+        if len(rows) == (batch or settings.JOURNEYS_SWEEP_BATCH):
+            cursor.last_id = rows[-1][0]  # more up to the mark: the next round goes on
+        else:  # up to the mark: set the next one
+            cursor.last_id = cursor.mark_id
+            cursor.mark_id, cursor.marked_at = _events_end()[1], now
+        cursor.updated_at = now
+        cursor.save(update_fields=["last_id", "mark_id", "marked_at", "updated_at"])
+    return len(rows)
+
+
+def _feed_end() -> tuple[int | None, int]:
+    last = outcomes_feed().order_by("-xact_id", "-id").values_list("xact_id", "id").first()
+    return last if last is not None else (None, 0)
+
+
+def _events_end() -> tuple[int | None, int]:
+    return None, Event.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+
+
+def _cursor(name: str, end: Callable[[], tuple[int | None, int]]) -> SweepCursor | None:
+    """The locked cursor; on the first run, a new one at the end of its feed (and None:
+    there is nothing behind it yet)."""
+    cursor = SweepCursor.objects.select_for_update(skip_locked=True).filter(name=name).first()
     if cursor is not None:
         return cursor
-    if SweepCursor.objects.filter(name=CURSOR).exists():
+    if SweepCursor.objects.filter(name=name).exists():
         return None  # another sweeper holds it
-    last = outcomes_feed().order_by("-xact_id", "-id").values_list("xact_id", "id").first()
-    xact_id, last_id = last if last is not None else (None, 0)
-    SweepCursor.objects.get_or_create(
-        name=CURSOR, defaults={"xact_id": xact_id, "last_id": last_id}
-    )
+    xact_id, last_id = end()
+    SweepCursor.objects.get_or_create(name=name, defaults={"xact_id": xact_id, "last_id": last_id})
     return None

@@ -30,6 +30,12 @@ def outcomes_sweep_task(rounds: int = 50) -> int:
     return _rounds(sweep.outcomes_sweep, rounds, outcomes_sweep_task)
 
 
+@shared_task(name="journeys.events_sweep", ignore_result=True)
+def events_sweep_task(rounds: int = 50) -> int:
+    """Hand on events a journey cares about whose ingest hook was lost (beat, every minute)."""
+    return _rounds(sweep.events_sweep, rounds, events_sweep_task)
+
+
 def _rounds(work: Callable[[], int], rounds: int, task: Task[..., Any]) -> int:
     """Up to ``rounds`` batches of ``work``, then queue ``task`` again if there is more."""
     woken(task)

@@ -10,15 +10,17 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from customers.models import Customer
+from customers.models import Customer, Event
+from customers.signals import IngestedEvent
 from journeys.enrollment import enroll, entries_from_outcomes
 from journeys.models import Enrollment, Journey, SweepCursor
+from journeys.receivers import on_events_ingested
 from journeys.services import journey_go_live, journey_save
-from journeys.sweep import outcomes_sweep
+from journeys.sweep import events_sweep, outcomes_sweep
 from milestones.evaluation import xact_id
 from milestones.models import MilestoneDefinition, MilestoneOutcome
 from milestones.signals import OutcomeRecord
-from tests.factories import CustomerFactory
+from tests.factories import CustomerFactory, EventFactory
 from tests.journeys.conftest import MISSED, STEPS
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -118,3 +120,60 @@ def test_a_journey_live_after_the_outcome_was_recorded_does_not_take_it_late(
     assert outcomes_sweep(now=timezone.now() + GRACE) == 1
 
     assert Enrollment.objects.count() == 0
+
+
+# --- Events ---------------------------------------------------------------------------------
+
+
+def event_journey() -> None:
+    journey = journey_save(
+        key="upgrade-thanks", name="Upgrade thanks",
+        trigger={"kind": "event", "event": "Plan Upgraded"}, steps=STEPS,
+    )  # fmt: skip
+    journey_go_live(journey_id=journey.pk)
+
+
+def test_an_event_whose_ingest_hook_was_lost_enrolls_once_after_the_grace(ready: None) -> None:
+    # given: a live journey triggered by an event; the sweep's cursor and first mark are set
+    event_journey()
+    start = timezone.now()
+    assert events_sweep(now=start) == 0  # the cursor starts at the end of the events
+    lost = EventFactory(name="Plan Upgraded", received_at=start)
+    EventFactory(name="Report Created", received_at=start)  # no journey cares
+    assert events_sweep(now=start) == 0  # marks the events ingested so far
+
+    # when / then: nothing before the grace has passed since the mark
+    assert events_sweep(now=start + GRACE - dt.timedelta(seconds=1)) == 0
+    assert events_sweep(now=start + GRACE) == 1
+    assert events_sweep(now=start + 3 * GRACE) == 0  # the next mark has nothing new
+
+    enrollment = Enrollment.objects.get()
+    assert (enrollment.customer_id, enrollment.entry_key) == (lost.customer_id, f"event:{lost.pk}")
+
+
+def test_an_event_its_hook_handed_on_is_not_enrolled_twice(ready: None) -> None:
+    event_journey()
+    start = timezone.now()
+    events_sweep(now=start)
+    event = EventFactory(name="Plan Upgraded", received_at=start)
+    on_events_ingested(
+        sender=None,
+        events=[IngestedEvent(event.pk, event.customer_id, None, "track", event.name, start)],
+    )
+    events_sweep(now=start)
+
+    assert events_sweep(now=start + GRACE) == 1
+
+    assert Enrollment.objects.count() == 1
+
+
+def test_with_no_journey_caring_about_events_the_sweep_reads_none(ready: None) -> None:
+    start = timezone.now()
+    events_sweep(now=start)
+    EventFactory(name="Plan Upgraded", received_at=start)
+    events_sweep(now=start)
+
+    assert events_sweep(now=start + GRACE) == 0
+
+    cursor = SweepCursor.objects.get(name="events")
+    assert (cursor.last_id, cursor.marked_at) == (Event.objects.get().pk, start + GRACE)
