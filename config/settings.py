@@ -322,6 +322,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # convert and notify from the durable rows.
     "journeys-sweep": {"task": "journeys.outcomes_sweep", "schedule": 60.0},
     "journeys-events-sweep": {"task": "journeys.events_sweep", "schedule": 60.0},
+    "journeys-stages-sweep": {"task": "journeys.stage_changes_sweep", "schedule": 60.0},
 }
 
 # --- Logging --------------------------------------------------------------------------------

@@ -111,14 +111,22 @@ def events_handle(entries: list[Entry]) -> None:
 
 def on_stage_changed(sender: Any, changes: list[StageChangeRecord], **kwargs: Any) -> None:
     """A lifecycle stage change enrolls customers in the journeys it triggers."""
-    entries = [
-        Entry(
-            c.customer_id, "stage_changed", c.to_stage,
-            f"stage:{c.customer_id}:{c.to_stage}:{c.changed_at.isoformat()}", c.changed_at,
-        )
-        for c in changes
-    ]  # fmt: skip
-    _enroll_and_wake(entries)
+    _enroll_and_wake([stage_entry(c.customer_id, c.to_stage, c.changed_at) for c in changes])
+
+
+def stage_entry(
+    customer_id: int,
+    to_stage: str,
+    changed_at: dt.datetime,
+    *,
+    recorded_at: dt.datetime | None = None,
+) -> Entry:
+    """A stage change as an entry; the signal and the sweep make the same key."""
+    return Entry(
+        customer_id, "stage_changed", to_stage,
+        f"stage:{customer_id}:{to_stage}:{changed_at.isoformat()}", changed_at,
+        recorded_at=recorded_at,
+    )  # fmt: skip
 
 
 def _enroll_and_wake(entries: list[Entry]) -> None:

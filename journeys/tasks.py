@@ -36,6 +36,12 @@ def events_sweep_task(rounds: int = 50) -> int:
     return _rounds(sweep.events_sweep, rounds, events_sweep_task)
 
 
+@shared_task(name="journeys.stage_changes_sweep", ignore_result=True)
+def stage_changes_sweep_task(rounds: int = 50) -> int:
+    """Hand on stage changes a journey is triggered by whose signal was lost (beat)."""
+    return _rounds(sweep.stage_changes_sweep, rounds, stage_changes_sweep_task)
+
+
 def _rounds(work: Callable[[], int], rounds: int, task: Task[..., Any]) -> int:
     """Up to ``rounds`` batches of ``work``, then queue ``task`` again if there is more."""
     woken(task)

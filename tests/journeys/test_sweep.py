@@ -14,12 +14,12 @@ from customers.models import Customer, Event
 from customers.signals import IngestedEvent
 from journeys.enrollment import enroll, entries_from_outcomes
 from journeys.models import Enrollment, Journey, SweepCursor
-from journeys.receivers import on_events_ingested
+from journeys.receivers import on_events_ingested, on_stage_changed
 from journeys.services import journey_go_live, journey_save
-from journeys.sweep import events_sweep, outcomes_sweep
+from journeys.sweep import events_sweep, outcomes_sweep, stage_changes_sweep
 from milestones.evaluation import xact_id
-from milestones.models import MilestoneDefinition, MilestoneOutcome
-from milestones.signals import OutcomeRecord
+from milestones.models import MilestoneDefinition, MilestoneOutcome, StageChange
+from milestones.signals import OutcomeRecord, StageChangeRecord
 from tests.factories import CustomerFactory, EventFactory
 from tests.journeys.conftest import MISSED, STEPS
 
@@ -177,3 +177,39 @@ def test_with_no_journey_caring_about_events_the_sweep_reads_none(ready: None) -
 
     cursor = SweepCursor.objects.get(name="events")
     assert (cursor.last_id, cursor.marked_at) == (Event.objects.get().pk, start + GRACE)
+
+
+# --- Stage changes --------------------------------------------------------------------------
+
+
+def test_a_stage_change_whose_signal_was_lost_enrolls_once_and_matches_the_signals_key(
+    ready: None,
+) -> None:
+    # given: a journey triggered by moving to "at_risk"; one change signalled, one lost
+    journey = journey_save(
+        key="win-back", name="Win back", trigger={"kind": "stage_changed", "to": "at_risk"},
+        steps=STEPS,
+    )  # fmt: skip
+    journey_go_live(journey_id=journey.pk)
+    start = timezone.now()
+    stage_changes_sweep(now=start)
+    signalled, lost = CustomerFactory(), CustomerFactory()
+    for customer in (signalled, lost):
+        StageChange.objects.create(
+            customer=customer, from_stage="active", to_stage="at_risk", changed_at=start
+        )
+    StageChange.objects.create(
+        customer=lost, from_stage="at_risk", to_stage="churned", changed_at=start
+    )  # no journey cares
+    on_stage_changed(
+        sender=None, changes=[StageChangeRecord(signalled.pk, "active", "at_risk", start)]
+    )
+    stage_changes_sweep(now=start)  # marks
+
+    # when
+    assert stage_changes_sweep(now=start + GRACE) == 2
+
+    # then: the lost one is enrolled, under the key its signal would have made
+    assert sorted(Enrollment.objects.values_list("customer_id", "entry_key")) == sorted(
+        (pk, f"stage:{pk}:at_risk:{start.isoformat()}") for pk in (signalled.pk, lost.pk)
+    )
