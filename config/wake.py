@@ -46,7 +46,11 @@ def wake(task: Any) -> None:
                 return
         except redis.RedisError:
             logger.warning("wake-up flag for %s unavailable; queuing anyway", task.name)
-    task.delay()
+    try:
+        task.delay()
+    except Exception:
+        woken(task)  # nothing is waiting: the next commit must try again
+        raise
 
 
 def woken(task: Any) -> None:

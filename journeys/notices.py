@@ -31,7 +31,7 @@ from typing import Any, Final
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from config.wake import wake
@@ -103,6 +103,12 @@ def _endpoints() -> tuple[WebhookEndpoint, ...]:
     return endpoints
 
 
+def endpoint_secret_rotate(endpoint_id: int) -> None:
+    """A new signing secret for the endpoint; the old one stops verifying at once."""
+    WebhookEndpoint.objects.filter(pk=endpoint_id).update(secret_version=F("secret_version") + 1)
+    endpoints_forget()
+
+
 def endpoints_forget() -> None:
     """Drop the cached endpoints (after an edit in this process, and in tests)."""
     global _ENDPOINTS
@@ -118,8 +124,8 @@ def _subscribed(endpoint: WebhookEndpoint, event_type: str) -> bool:
     return not endpoint.events or event_type in endpoint.events
 
 
-def webhooks_write(payloads: Iterable[WebhookPayload]) -> int:
-    """Write one notice per (payload, subscribed endpoint); returns how many were new."""
+def webhooks_write(payloads: Iterable[WebhookPayload]) -> None:
+    """Write one notice per (payload, subscribed endpoint)."""
     endpoints = _endpoints()
     notices = [
         Notice(
@@ -135,16 +141,15 @@ def webhooks_write(payloads: Iterable[WebhookPayload]) -> int:
         for endpoint in endpoints
         if _subscribed(endpoint, payload.type)
     ]
-    return notices_write(notices)
+    notices_write(notices)
 
 
-def notices_write(notices: Sequence[Notice]) -> int:
+def notices_write(notices: Sequence[Notice]) -> None:
     """Insert ``notices`` (a key seen before is skipped) and wake the sender after commit."""
     if not notices:
-        return 0
-    made = Notice.objects.bulk_create(notices, ignore_conflicts=True)
+        return
+    Notice.objects.bulk_create(notices, ignore_conflicts=True)
     transaction.on_commit(_wake)
-    return len(made)
 
 
 def _wake() -> None:
@@ -314,7 +319,8 @@ def notify_notices(
     body = WebhookPayload(key, NOTIFY_EVENT, now, context).body()
     notices += [
         Notice(
-            key=f"{key}:webhook:{url}"[:300],
+            # The URL hashed: a long one would not fit the key, and cut it could collide.
+            key=f"{key}:webhook:{hashlib.sha256(url.encode()).hexdigest()[:32]}",
             kind=NoticeKind.WEBHOOK,
             event=NOTIFY_EVENT,
             enrollment=enrollment,

@@ -98,15 +98,16 @@ def on_events_ingested(sender: Any, events: list[IngestedEvent], **kwargs: Any) 
         )
         for e in wanted
     ]  # fmt: skip
-    events_handle(entries)
+    # This runs in the ingest request: the new enrollments' steps are the runner's work.
+    events_handle(entries, advance_here=False)
 
 
-def events_handle(entries: list[Entry]) -> None:
+def events_handle(entries: list[Entry], *, advance_here: bool = True) -> None:
     """End the running enrollments the events satisfy (exit criteria, until-waits) and
     enroll in the journeys they trigger. Idempotent (``event:<id>`` entry keys), so the
     event sweep may hand the same events on again."""
     exits_apply(entries)
-    _enroll_and_wake(entries)
+    _enroll_and_wake(entries, advance_here=advance_here)
 
 
 def on_stage_changed(sender: Any, changes: list[StageChangeRecord], **kwargs: Any) -> None:
@@ -129,20 +130,26 @@ def stage_entry(
     )  # fmt: skip
 
 
-def _enroll_and_wake(entries: list[Entry]) -> None:
-    """Enroll, then (after commit) take the new enrollments' first steps right here: a
-    customer who just achieved a milestone gets the journey's first message without another
-    task hop. Whatever that does not finish — an error, a lock held elsewhere — the runner
-    task picks up (it is woken too) like any due enrollment."""
+def _enroll_and_wake(entries: list[Entry], *, advance_here: bool = True) -> None:
+    """Enroll, then (after commit) take the new enrollments' first steps right here — in a
+    worker: a customer who just achieved a milestone gets the journey's first message
+    without another task hop — or, with ``advance_here`` off (a web request), wake the
+    runner. Whatever advancing here does not finish, the runner task picks up."""
     made = enroll(entries)
     active = [e.pk for e in made if e.state == "active"]
-    if active:
+    if active and advance_here:
         transaction.on_commit(partial(_advance_now, active))
+    elif active:
+        transaction.on_commit(_runner_wake)
+
+
+def _runner_wake() -> None:
+    from journeys.tasks import enrollments_advance_task
+
+    wake(enrollments_advance_task)
 
 
 def _advance_now(ids: list[int]) -> None:
-    from journeys.tasks import enrollments_advance_task
-
     try:
         if settings.JOURNEYS_ADVANCE_ON_ENTRY:
             for start in range(0, len(ids), settings.JOURNEYS_ADVANCE_BATCH):
@@ -150,4 +157,4 @@ def _advance_now(ids: list[int]) -> None:
             return
     except Exception:
         logger.exception("advancing %d new enrollments failed; the runner will", len(ids))
-    wake(enrollments_advance_task)
+    _runner_wake()

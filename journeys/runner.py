@@ -151,7 +151,7 @@ def _claim(now: dt.datetime, size: int, only: Collection[int] | None = None) -> 
     ids = list(due.order_by("next_run_at").values_list("pk", flat=True)[:size])
     if not ids:
         return []
-    loaded = Enrollment.objects.filter(pk__any=ids).select_related("customer")
+    loaded = Enrollment.objects.filter(pk__any=ids).select_related("customer__account")
     return sorted(loaded, key=lambda e: (e.next_run_at, e.pk))
 
 
@@ -294,7 +294,7 @@ def _walk(enrollment: Enrollment, graph: Graph, work: _Batch) -> None:
             _log(enrollment, step.key, work, {"templates": list(step.templates)})
             _move(enrollment, step.next, now)
         elif isinstance(step, BranchStep):
-            chosen = branch_choose(step, _facts(enrollment, graph))
+            chosen = branch_choose(step, _facts(enrollment, graph, work))
             _log(enrollment, step.key, work, {"next": chosen})
             _move(enrollment, chosen, now)
         elif isinstance(step, SplitStep):
@@ -357,12 +357,13 @@ def _log(
     )
 
 
-def _facts(enrollment: Enrollment, graph: Graph) -> Facts:
+def _facts(enrollment: Enrollment, graph: Graph, work: _Batch) -> Facts:
     """What a branch may look at, read for this enrollment only (branches are rare next to
-    sends and waits)."""
+    sends and waits), with the batch's own not yet written updates on top."""
     customer: Customer = enrollment.customer
     traits = {
         **customer.traits,
+        **work.traits.get(customer.pk, {}),
         "plan": customer.plan,
         "region": customer.region,
         "status": customer.status,
@@ -385,13 +386,15 @@ def _facts(enrollment: Enrollment, graph: Graph) -> Facts:
         idempotency_key__in=list(keyed)
     ).values_list("idempotency_key", "status"):
         engagement[keyed[idempotency_key]] = frozenset(_ENGAGEMENT.get(status, ()))
-    return Facts(traits, customer.lifecycle_stage, states, engagement)
+    stage = work.stages.get(customer.pk, customer.lifecycle_stage)
+    return Facts(traits, stage, states, engagement)
 
 
 def _apply_updates(work: _Batch) -> None:
     if work.stages:
         stages_set(work.stages, cause="journey update step")
-    for customer_id, values in work.traits.items():
+    # In id order, as every other per-customer lock here, so two batches cannot deadlock.
+    for customer_id, values in sorted(work.traits.items()):
         customer = Customer.objects.select_for_update().get(pk=customer_id)
         customer.traits = {**customer.traits, **values}
         customer.save(update_fields=["traits", "updated_at"])

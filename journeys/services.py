@@ -146,10 +146,7 @@ def journey_go_live(*, journey_id: int, user: AbstractBaseUser | None = None) ->
         journey = Journey.objects.select_for_update().get(pk=journey_id)
         if journey.status == JourneyStatus.ARCHIVED:
             raise JourneyInvalid("an archived journey cannot go live; copy it instead")
-        try:
-            problems = go_live_problems(journey)
-        except JourneyInvalid:
-            raise
+        problems = go_live_problems(journey)
         if problems:
             raise JourneyInvalid("; ".join(problems))
         version = journey.active_version

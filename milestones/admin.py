@@ -18,7 +18,6 @@ import dataclasses
 import datetime as dt
 import json
 from collections import defaultdict
-from collections.abc import Callable
 from typing import Any, Final
 
 from django.contrib import admin, messages
@@ -29,15 +28,15 @@ from django.http import (
     Http404,
     HttpRequest,
     HttpResponse,
-    HttpResponseNotAllowed,
     HttpResponseRedirect,
 )
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path, reverse
+from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from config.admin_buttons import ServiceButtonsMixin
 from customers.admin import AccountAdmin, CappedCountPaginator, CustomerAdmin
 from customers.models import Account, Customer
 from milestones.dryrun import BUCKETS, definition_dry_run
@@ -205,7 +204,7 @@ class _Button:
 
 
 @admin.register(MilestoneDefinition)
-class MilestoneDefinitionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class MilestoneDefinitionAdmin(ServiceButtonsMixin):
     form = DefinitionForm
     list_display = (
         "key",
@@ -401,29 +400,9 @@ class MilestoneDefinitionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 f"now active; a backfill evaluates existing subjects from history.{previous}",
             )
 
-    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        # No relations are edited here; the services already stored everything.
-        return
-
     # --- buttons: custom POST-only views
 
-    def get_urls(self) -> list[URLPattern]:
-        info = f"{self.opts.app_label}_{self.opts.model_name}"
-        views: dict[str, Callable[[HttpRequest, str], HttpResponse]] = {
-            "activate": self.activate_view,
-            "archive": self.archive_view,
-            "backfill": self.backfill_view,
-            "dry_run": self.dry_run_view,
-        }
-        custom = [
-            path(
-                f"<path:object_id>/{name.replace('_', '-')}/",
-                self.admin_site.admin_view(view),
-                name=f"{info}_{name}",
-            )
-            for name, view in views.items()
-        ]
-        return custom + super().get_urls()
+    button_views = ("activate", "archive", "backfill", "dry_run")
 
     def change_view(
         self,
@@ -467,8 +446,6 @@ class MilestoneDefinitionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         )
 
     def activate_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
         definition = self._target(request, object_id)
         try:
             activation = definition_activate(definition=definition, user=_user(request))
@@ -483,8 +460,6 @@ class MilestoneDefinitionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return self._back(definition)
 
     def archive_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
         definition = self._target(request, object_id)
         try:
             definition_archive(definition=definition, user=_user(request))
@@ -499,8 +474,6 @@ class MilestoneDefinitionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return self._back(definition)
 
     def backfill_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
         definition = self._target(request, object_id)
         try:
             backfill = backfill_request(definition=definition, user=_user(request))
@@ -514,8 +487,6 @@ class MilestoneDefinitionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return self._back(definition)
 
     def dry_run_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
         definition = self._target(request, object_id)
         try:
             result = definition_dry_run(definition=definition, limit=DRY_RUN_LIMIT)

@@ -8,7 +8,6 @@ import dataclasses
 import datetime as dt
 import json
 import re
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Final
 
@@ -21,14 +20,14 @@ from django.http import (
     Http404,
     HttpRequest,
     HttpResponse,
-    HttpResponseNotAllowed,
     HttpResponseRedirect,
 )
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path, reverse
+from django.urls import reverse
 from django.utils.html import format_html
 
+from config.admin_buttons import ServiceButtonsMixin
 from customers.admin import CappedCountPaginator
 from journeys.admin.forms import JourneyForm
 from journeys.dryrun import BUCKETS, REFUSED, JourneyDryRun, journey_dry_run
@@ -132,7 +131,7 @@ class JourneyChangeList(ChangeList):
 
 
 @admin.register(Journey)
-class JourneyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class JourneyAdmin(ServiceButtonsMixin):
     form = JourneyForm
     list_display = ("name", "key", "status", "trigger", "live_version", "enrolled", "in_progress")
     list_filter = ("status",)
@@ -330,29 +329,9 @@ class JourneyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 f"v{saved.active_version.number} until you press Go live.",
             )
 
-    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        return  # the service stored everything; there are no relations to edit here
-
     # --- the change page: buttons, steps editor, report
 
-    def get_urls(self) -> list[URLPattern]:
-        info = f"{self.opts.app_label}_{self.opts.model_name}"
-        views: dict[str, Callable[[HttpRequest, str], HttpResponse]] = {
-            "go_live": self.go_live_view,
-            "pause": self.pause_view,
-            "archive": self.archive_view,
-            "dry_run": self.dry_run_view,
-            "migrate": self.migrate_view,
-        }
-        custom = [
-            path(
-                f"<path:object_id>/{name.replace('_', '-')}/",
-                self.admin_site.admin_view(view),
-                name=f"{info}_{name}",
-            )
-            for name, view in views.items()
-        ]
-        return custom + super().get_urls()
+    button_views = ("go_live", "pause", "archive", "dry_run", "migrate")
 
     def changeform_view(
         self,
@@ -469,8 +448,6 @@ class JourneyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return HttpResponseRedirect(self._url("change", journey))
 
     def go_live_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
         journey = self._target(request, object_id)
         try:
             problems = go_live_problems(journey)
@@ -494,8 +471,6 @@ class JourneyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return self._back(journey)
 
     def pause_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
         journey = self._target(request, object_id)
         try:
             journey_pause(journey_id=journey.pk, user=request.user)  # type: ignore[arg-type]
@@ -510,8 +485,6 @@ class JourneyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return self._back(journey)
 
     def archive_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
         journey = self._target(request, object_id)
         try:
             journey_archive(journey_id=journey.pk, user=request.user)  # type: ignore[arg-type]
@@ -524,8 +497,6 @@ class JourneyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return self._back(journey)
 
     def migrate_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
         journey = self._target(request, object_id)
         try:
             moved = enrollments_migrate(journey_id=journey.pk, user=request.user)  # type: ignore[arg-type]
@@ -547,8 +518,6 @@ class JourneyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return self._back(journey)
 
     def dry_run_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
         journey = self._target(request, object_id)
         value = request.POST.get("hours", "").strip()
         hours = int(value) if value.isdigit() and 1 <= int(value) <= MAX_DRY_RUN_HOURS else 24

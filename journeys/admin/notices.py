@@ -11,15 +11,21 @@ from django import forms
 from django.contrib import admin, messages
 from django.db import models
 from django.db.models import Count, Q, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
-from django.urls import path, reverse
+from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import ngettext
 
+from config.admin_buttons import ServiceButtonsMixin
 from journeys.models import Notice, NoticeStatus, Team, WebhookEndpoint, WebhookEvent
-from journeys.notices import endpoint_secret, endpoints_forget, notices_retry
+from journeys.notices import (
+    endpoint_secret,
+    endpoint_secret_rotate,
+    endpoints_forget,
+    notices_retry,
+)
 
 # A URL typed without a scheme is https (Django 6's default; receivers must be https).
 _URLS: Final[Mapping[type[models.Field[Any, Any]], Mapping[str, Any]]] = {
@@ -61,7 +67,7 @@ class EndpointForm(forms.ModelForm):  # type: ignore[type-arg]
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class WebhookEndpointAdmin(ServiceButtonsMixin):
     form = EndpointForm
     formfield_overrides = _URLS
     list_display = ("name", "url", "event_list", "is_active", "delivered", "failed")
@@ -117,23 +123,14 @@ class WebhookEndpointAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             reverse("admin:journeys_webhookendpoint_rotate", args=(endpoint.pk,)),
         )
 
-    def get_urls(self) -> list[Any]:
-        rotate = self.admin_site.admin_view(self.rotate_view)
-        return [
-            path("<path:object_id>/rotate/", rotate, name="journeys_webhookendpoint_rotate"),
-            *super().get_urls(),
-        ]
+    button_views = ("rotate",)
 
     def rotate_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """POST: a new secret; the old one stops verifying at once."""
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
         endpoint = get_object_or_404(WebhookEndpoint, pk=object_id)
         if not self.has_change_permission(request, endpoint):
             return HttpResponse(status=403)
-        endpoint.secret_version += 1
-        endpoint.save(update_fields=["secret_version"])
-        endpoints_forget()
+        endpoint_secret_rotate(endpoint.pk)
         self.message_user(
             request,
             "New signing secret made: update the receiver, deliveries are signed with it "

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 from django import forms
@@ -18,14 +18,14 @@ from django.http import (
     Http404,
     HttpRequest,
     HttpResponse,
-    HttpResponseNotAllowed,
     HttpResponseRedirect,
 )
 from django.template.loader import render_to_string
-from django.urls import URLPattern, path, reverse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape, format_html
 
+from config.admin_buttons import ServiceButtonsMixin
 from customers.models import Customer
 from messaging.admin.display import rendered_panel
 from messaging.explain import message_reason
@@ -164,7 +164,7 @@ def template_preview(template: Template, customer_param: str) -> Preview:
 
 
 @admin.register(Template)
-class TemplateAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class TemplateAdmin(ServiceButtonsMixin):
     form = TemplateForm
     list_display = ("key", "name", "channel", "topic", "status", "version_label", "updated_at")
     list_filter = ("status", "channel", "topic")
@@ -242,27 +242,9 @@ class TemplateAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 "until you press Activate.",
             )
 
-    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        return  # the service stored everything; there are no relations to edit here
-
     # --- the change page: buttons, preview, send test
 
-    def get_urls(self) -> list[URLPattern]:
-        info = f"{self.opts.app_label}_{self.opts.model_name}"
-        views: dict[str, Callable[[HttpRequest, str], HttpResponse]] = {
-            "activate": self.activate_view,
-            "archive": self.archive_view,
-            "send_test": self.send_test_view,
-        }
-        custom = [
-            path(
-                f"<path:object_id>/{name.replace('_', '-')}/",
-                self.admin_site.admin_view(view),
-                name=f"{info}_{name}",
-            )
-            for name, view in views.items()
-        ]
-        return custom + super().get_urls()
+    button_views = ("activate", "archive", "send_test")
 
     def change_view(
         self,
@@ -324,8 +306,6 @@ class TemplateAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return HttpResponseRedirect(self._url("change", template))
 
     def activate_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
         template = self._target(request, object_id)
         before = template.active_version_id
         try:
@@ -342,8 +322,6 @@ class TemplateAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return self._back(template)
 
     def archive_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
         template = self._target(request, object_id)
         template_archive(template_id=template.pk)
         messages.success(
@@ -354,8 +332,6 @@ class TemplateAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return self._back(template)
 
     def send_test_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
         template = self._target(request, object_id)
         value = request.POST.get("customer_id", "").strip()
         customer = Customer.objects.filter(pk=int(value)).first() if value.isdigit() else None

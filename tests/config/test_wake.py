@@ -52,3 +52,18 @@ def test_without_a_reachable_redis_every_wake_queues(settings: Any, broker: str)
     wake(task)
 
     assert task.queued == 2
+
+
+def test_a_wake_whose_task_could_not_be_queued_leaves_no_flag_behind() -> None:
+    class Broken(Task):
+        def delay(self) -> None:
+            raise ConnectionError("broker down")
+
+    broken = Broken("tests.drain")
+    with pytest.raises(ConnectionError):
+        wake(broken)
+    task = Task("tests.drain")
+
+    wake(task)
+
+    assert task.queued == 1

@@ -170,3 +170,33 @@ def test_branches_splits_and_updates_follow_the_customer(ready: None, customer: 
     assert list(StageChange.objects.values_list("to_stage", "cause")) == [
         ("nurtured", "journey update step")
     ]
+
+
+def test_a_branch_after_an_update_sees_the_update_and_traits_are_written(
+    ready: None, customer: Customer
+) -> None:
+    # given: set a trait and a stage, then branch on both in the same run
+    live(
+        [
+            {"key": "mark", "type": "update", "set_traits": {"tier": "gold"},
+             "set_stage": "nurtured", "next": "which"},
+            {
+                "key": "which",
+                "type": "branch",
+                "branches": [
+                    {"when": {"all": [{"trait": "tier", "op": "eq", "value": "gold"},
+                                      {"stage": "nurtured"}]}, "next": "gold"},
+                ],
+                "else": "done",
+            },
+            {"key": "gold", "type": "exit", "outcome": "completed"},
+            {"key": "done", "type": "exit", "outcome": "exited"},
+        ]
+    )  # fmt: skip
+    enroll(entries_from_outcomes([outcome(customer)]), now=NOW)
+
+    enrollments_advance(now=NOW)
+
+    assert StepRun.objects.get(step_key="which").result == {"next": "gold"}
+    customer.refresh_from_db()
+    assert (customer.traits["tier"], customer.lifecycle_stage) == ("gold", "nurtured")
