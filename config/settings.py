@@ -201,6 +201,10 @@ INGEST_FUTURE_TOLERANCE_SECONDS: int = env.int("INGEST_FUTURE_TOLERANCE_SECONDS"
 # Write-key lookups are cached per process; a deactivated key stops working within this.
 INGEST_KEY_CACHE_SECONDS: int = env.int("INGEST_KEY_CACHE_SECONDS", default=10)
 
+# How long a process trusts its cache of configuration rows on the hot path (live journeys,
+# templates, topics, caps, region policies, quiet hours, stages, webhook endpoints): a change
+# made in another process takes effect within this many seconds (config/cache.py).
+CONFIG_CACHE_SECONDS: float = env.float("CONFIG_CACHE_SECONDS", default=5.0)
 # --- Milestones -----------------------------------------------------------------------------
 # How long a process trusts its index of active milestone versions.
 MILESTONES_REGISTRY_SECONDS: int = env.int("MILESTONES_REGISTRY_SECONDS", default=5)
@@ -265,6 +269,14 @@ MESSAGING_LOWER_PRIORITY_DEFERS: bool = env.bool("MESSAGING_LOWER_PRIORITY_DEFER
 # Messages one policy transaction decides; sends one channel task claims.
 MESSAGING_DECIDE_BATCH: int = env.int("MESSAGING_DECIDE_BATCH", default=500)
 MESSAGING_SEND_BATCH: int = env.int("MESSAGING_SEND_BATCH", default=100)
+# A worker that just decided a few messages (a new enrollment's first step) sends up to this
+# many itself, sparing them a task hop (0: always through the channel's queue) — unless the
+# channel is rate limited, or its sends took longer than MESSAGING_SEND_INLINE_SLOW_SECONDS
+# each in that process in the last minute.
+MESSAGING_SEND_INLINE_MAX: int = env.int("MESSAGING_SEND_INLINE_MAX", default=20)
+MESSAGING_SEND_INLINE_SLOW_SECONDS: float = env.float(
+    "MESSAGING_SEND_INLINE_SLOW_SECONDS", default=0.25
+)
 # Send attempts before a transient failure becomes final, and the backoff base/cap.
 MESSAGING_MAX_ATTEMPTS: int = env.int("MESSAGING_MAX_ATTEMPTS", default=6)
 MESSAGING_RETRY_BASE_SECONDS: float = env.float("MESSAGING_RETRY_BASE_SECONDS", default=30.0)

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from django.db import transaction
 from django.utils import timezone
 
+from config.cache import cached
 from customers.locks import customers_advisory_lock
 from customers.models import Customer
 from journeys.graph import is_holdout
@@ -68,7 +69,10 @@ def entries_from_outcomes(
     ]  # fmt: skip
 
 
-def _live_versions() -> list[tuple[Journey, JourneyVersion]]:
+@cached(Journey, JourneyVersion)
+def live_versions() -> list[tuple[Journey, JourneyVersion]]:
+    """Live journeys with their active versions, cached per process (config/cache.py; an
+    entry a stale process passes over is handed on again by the sweeps)."""
     journeys = Journey.objects.filter(
         status=JourneyStatus.LIVE, active_version__isnull=False
     ).select_related("active_version")
@@ -107,7 +111,7 @@ def enroll(entries: Sequence[Entry], *, now: dt.datetime | None = None) -> list[
     """Enroll the customers of ``entries`` in every live journey they trigger; returns the
     enrollments made (none for an entry seen before)."""
     now = now or timezone.now()
-    live = _live_versions()
+    live = live_versions.get()
     pairs = [(j, v, e) for e in entries for j, v in live if entry_matches(v, e)]
     if not pairs:
         return []

@@ -25,7 +25,6 @@ import hashlib
 import hmac
 import logging
 import re
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
@@ -34,6 +33,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from config.cache import cached
 from config.wake import wake
 from customers.models import Account, Customer
 from journeys.graph import NotifyStep
@@ -58,7 +58,6 @@ logger = logging.getLogger(__name__)
 
 NOTIFY_EVENT: Final = "journey.notify"
 _EMAIL: Final = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-_ENDPOINTS_SECONDS: Final = 5.0
 
 
 # --- Webhook events ------------------------------------------------------------------------
@@ -89,18 +88,15 @@ def endpoint_secret(endpoint: WebhookEndpoint) -> str:
     return "whsec_" + hmac.new(key.encode(), message.encode(), hashlib.sha256).hexdigest()
 
 
-_ENDPOINTS: tuple[float, tuple[WebhookEndpoint, ...]] = (0.0, ())
+@cached(WebhookEndpoint)
+def _active_endpoints() -> tuple[WebhookEndpoint, ...]:
+    """Active endpoints, cached per process (config/cache.py): outcomes and enrollments ask
+    on every batch and must pay nothing when no endpoint is configured."""
+    return tuple(WebhookEndpoint.objects.filter(is_active=True).order_by("pk"))
 
 
 def _endpoints() -> tuple[WebhookEndpoint, ...]:
-    """Active endpoints, cached per process for a few seconds: outcomes and enrollments ask
-    on every batch and must pay nothing when no endpoint is configured."""
-    global _ENDPOINTS
-    expires, endpoints = _ENDPOINTS
-    if time.monotonic() >= expires:
-        endpoints = tuple(WebhookEndpoint.objects.filter(is_active=True).order_by("pk"))
-        _ENDPOINTS = (time.monotonic() + _ENDPOINTS_SECONDS, endpoints)
-    return endpoints
+    return _active_endpoints.get()
 
 
 def endpoint_secret_rotate(endpoint_id: int) -> None:
@@ -110,9 +106,8 @@ def endpoint_secret_rotate(endpoint_id: int) -> None:
 
 
 def endpoints_forget() -> None:
-    """Drop the cached endpoints (after an edit in this process, and in tests)."""
-    global _ENDPOINTS
-    _ENDPOINTS = (0.0, ())
+    """Drop the cached endpoints (after an update in this process, and in tests)."""
+    _active_endpoints.forget()
 
 
 def wants(event_type: str) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
@@ -13,12 +12,13 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 
+from config.cache import cached
 from config.wake import wake
 from customers.models import Event
 from customers.signals import IngestedEvent
 from journeys.enrollment import Entry, enroll, entries_from_outcomes
 from journeys.exits import exits_apply
-from journeys.models import JourneyStatus, JourneyVersion
+from journeys.models import Journey, JourneyStatus, JourneyVersion
 from journeys.notices import outcome_payloads, wants, webhooks_write
 from journeys.runner import enrollments_advance, version_graph
 from milestones.signals import OutcomeRecord, StageChangeRecord
@@ -45,18 +45,8 @@ def outcomes_handle(
     _enroll_and_wake(entries)
 
 
-_EVENTS: tuple[float, frozenset[str]] = (0.0, frozenset())
-_EVENTS_SECONDS = 5.0
-
-
-def event_names() -> frozenset[str]:
-    """Event names some live journey is triggered by, exits on or waits for, cached per
-    process for a few seconds: this runs after every ingest batch and must cost nothing
-    when no journey cares about events."""
-    global _EVENTS
-    expires, names = _EVENTS
-    if time.monotonic() < expires:
-        return names
+@cached(Journey, JourneyVersion)
+def _event_names() -> frozenset[str]:
     found: set[str] = set()
     for version in JourneyVersion.objects.filter(
         journey__status=JourneyStatus.LIVE, journey__active_version=F("pk")
@@ -69,14 +59,18 @@ def event_names() -> frozenset[str]:
             if isinstance(rule, dict) and "event" in rule
         )
         found.update(version_graph(version).events())
-    names = frozenset(found)
-    _EVENTS = (time.monotonic() + _EVENTS_SECONDS, names)
-    return names
+    return frozenset(found)
+
+
+def event_names() -> frozenset[str]:
+    """Event names some live journey is triggered by, exits on or waits for, cached per
+    process (config/cache.py): this runs after every ingest batch and must cost nothing
+    when no journey cares about events."""
+    return _event_names.get()
 
 
 def exit_events_forget() -> None:
-    global _EVENTS
-    _EVENTS = (0.0, frozenset())
+    _event_names.forget()
 
 
 def on_events_ingested(sender: Any, events: list[IngestedEvent], **kwargs: Any) -> None:
@@ -133,7 +127,8 @@ def stage_entry(
 def _enroll_and_wake(entries: list[Entry], *, advance_here: bool = True) -> None:
     """Enroll, then (after commit) take the new enrollments' first steps right here — in a
     worker: a customer who just achieved a milestone gets the journey's first message
-    without another task hop — or, with ``advance_here`` off (a web request), wake the
+    without another task hop, sent right here too as far as inline sending allows — or,
+    with ``advance_here`` off (a web request), wake the
     runner. Whatever advancing here does not finish, the runner task picks up."""
     made = enroll(entries)
     active = [e.pk for e in made if e.state == "active"]
@@ -153,7 +148,8 @@ def _advance_now(ids: list[int]) -> None:
     try:
         if settings.JOURNEYS_ADVANCE_ON_ENTRY:
             for start in range(0, len(ids), settings.JOURNEYS_ADVANCE_BATCH):
-                enrollments_advance(ids=ids[start : start + settings.JOURNEYS_ADVANCE_BATCH])
+                chunk = ids[start : start + settings.JOURNEYS_ADVANCE_BATCH]
+                enrollments_advance(ids=chunk, send_here=True)
             return
     except Exception:
         logger.exception("advancing %d new enrollments failed; the runner will", len(ids))

@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import connection, models, transaction
 from django.utils import timezone
 
+from config.cache import cached
 from customers.models import Customer
 from journeys.graph import (
     BranchStep,
@@ -90,9 +91,10 @@ def enrollments_advance(
     now: dt.datetime | None = None,
     batch: int | None = None,
     ids: Collection[int] | None = None,
+    send_here: bool = False,
 ) -> int:
     """Advance up to ``batch`` due enrollments (only those of ``ids`` if given: the ones just
-    enrolled); returns how many were claimed."""
+    enrolled); returns how many were claimed. ``send_here``: see ``messages_request``."""
     now = now or timezone.now()
     size = batch or settings.JOURNEYS_ADVANCE_BATCH
     with transaction.atomic():
@@ -104,7 +106,7 @@ def enrollments_advance(
         for enrollment in due:
             _walk(enrollment, version_graph(enrollment.version), work)
         _apply_updates(work)
-        ids = messages_request(work.sends, now=now) if work.sends else []
+        ids = messages_request(work.sends, now=now, send_here=send_here) if work.sends else []
         sent = {request.key: pk for request, pk in zip(work.sends, ids, strict=True)}
         for run in work.runs:
             run.message_id = sent.get(run.idempotency_key)
@@ -126,6 +128,11 @@ _FIELDS: Final = [
 ]
 _GRAPHS: dict[int, Graph] = {}
 _VERSIONS: dict[int, JourneyVersion] = {}
+
+
+@cached(Journey)
+def _journeys() -> dict[int, Journey]:
+    return Journey.objects.in_bulk()
 
 
 def version_graph(version: JourneyVersion) -> Graph:
@@ -157,11 +164,15 @@ def _claim(now: dt.datetime, size: int, only: Collection[int] | None = None) -> 
 
 def _definitions_attach(enrollments: list[Enrollment]) -> None:
     """Give each enrollment its version and journey without a join per row: versions are
-    immutable, so each process reads one once; journeys are read once per batch."""
+    immutable, so each process reads one once; journeys (their key and name) come from a
+    per-process cache — the claim itself reads their status."""
     missing = {e.version_id for e in enrollments} - _VERSIONS.keys()
     if missing:
         _VERSIONS.update((v.pk, v) for v in JourneyVersion.objects.filter(pk__in=missing))
-    journeys = Journey.objects.in_bulk({e.journey_id for e in enrollments})
+    journeys = _journeys.get()
+    missing = {e.journey_id for e in enrollments} - journeys.keys()
+    if missing:  # made in another process since the cache was loaded
+        journeys = {**journeys, **Journey.objects.in_bulk(missing)}
     for enrollment in enrollments:
         enrollment.version = _VERSIONS[enrollment.version_id]
         enrollment.journey = journeys[enrollment.journey_id]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
@@ -27,7 +28,7 @@ from consent import links
 from consent.models import Channel, Topic
 from customers.locks import customers_advisory_lock
 from customers.models import Customer
-from messaging import policy, reasons
+from messaging import policy, reasons, sending
 from messaging.models import Message, MessageStatus, Template, TemplateVersion
 from messaging.rendering import (
     RenderError,
@@ -38,7 +39,10 @@ from messaging.rendering import (
     variant_for,
 )
 from messaging.snapshot import Snapshot, snapshot_read
+from messaging.templating import templates_by_key
 from messaging.tracking import click_url, open_url
+
+logger = logging.getLogger(__name__)
 
 
 class MessagingError(ValueError):
@@ -63,11 +67,13 @@ class _Resolved:
 
 
 def messages_request(
-    requests: Sequence[SendRequest], *, now: dt.datetime | None = None
+    requests: Sequence[SendRequest], *, now: dt.datetime | None = None, send_here: bool = False
 ) -> list[int]:
     """Decide and store one message per request; returns the message id of each request
     (an existing one for a key already decided). Queued messages are handed to their
-    channel's send task after commit."""
+    channel's send task after commit — or, with ``send_here`` (a worker deciding a few
+    latency-sensitive messages), sent right here after commit as far as
+    ``sending.messages_send_inline`` allows, the rest handed to the task."""
     if not requests:
         return []
     now = now or timezone.now()
@@ -84,7 +90,8 @@ def messages_request(
         messages_insert(rows)
         queued = [m for m in rows if m.status == MessageStatus.QUEUED]
         if queued:
-            transaction.on_commit(partial(_dispatch, [(m.channel, m.pk) for m in queued]))
+            pairs = [(m.channel, m.pk) for m in queued]
+            transaction.on_commit(partial(_send_here if send_here else _dispatch, pairs))
     ids = {**existing, **{m.idempotency_key: m.pk for m in rows}}
     return [ids[r.key] for r in requests]
 
@@ -106,10 +113,11 @@ _LOCK_SPACE = 0x4D50  # "MP": the advisory-lock namespace of message decisions
 
 def _resolve(requests: Sequence[SendRequest]) -> list[_Resolved]:
     keys = {key for r in requests for key in r.templates}
-    templates = {
-        t.key: t
-        for t in Template.objects.filter(key__in=keys).select_related("active_version", "topic")
-    }
+    known = templates_by_key.get()
+    templates = {key: known[key] for key in keys if key in known}
+    if len(templates) < len(keys):  # made in another process since the cache was loaded
+        missing = Template.objects.filter(key__in=keys - templates.keys())
+        templates.update((t.key, t) for t in missing.select_related("active_version", "topic"))
     resolved = []
     for index, request in enumerate(requests):
         if not request.templates:
@@ -363,16 +371,37 @@ def _click(message_id: int, index: int, url: str) -> str:
     return click_url(message_id, index)
 
 
+def _by_channel(pairs: Sequence[tuple[str, int]]) -> dict[str, list[int]]:
+    """Message ids per sending channel (in-app messages are not sent: they are read)."""
+    found: dict[str, list[int]] = {}
+    for channel, pk in pairs:
+        if channel != Channel.IN_APP:
+            found.setdefault(channel, []).append(pk)
+    return found
+
+
 def _dispatch(pairs: Sequence[tuple[str, int]]) -> None:
     """Wake each channel's send task with its message ids (after commit)."""
     from messaging.tasks import messages_send_task
 
-    by_channel: dict[str, list[int]] = {}
-    for channel, pk in pairs:
-        if channel != Channel.IN_APP:
-            by_channel.setdefault(channel, []).append(pk)
-    for channel, ids in by_channel.items():
+    for channel, ids in _by_channel(pairs).items():
         messages_send_task(channel).delay(ids)
+
+
+def _send_here(pairs: Sequence[tuple[str, int]]) -> None:
+    """Send what may be sent inline (after commit); the rest goes to the send tasks. An
+    error leaves the messages to the task too: its claim takes only rows still queued, and
+    a row claimed here but not recorded is the reconciler's."""
+    rest: list[tuple[str, int]] = []
+    for channel, ids in _by_channel(pairs).items():
+        try:
+            left = sending.messages_send_inline(channel, ids)
+        except Exception:
+            logger.exception("sending %d %s messages inline failed", len(ids), channel)
+            left = ids
+        rest.extend((channel, pk) for pk in left)
+    if rest:
+        _dispatch(rest)
 
 
 # --- Due work: deferred messages, retries, lost wake-ups, unrecorded sends ------------------

@@ -9,8 +9,9 @@ from collections.abc import Collection, Mapping
 
 from django.conf import settings
 
+from config.cache import cached
 from consent import selectors as consent_selectors
-from consent.models import AddressKind, Channel, Topic
+from consent.models import AddressKind, Channel, QuietHours, RegionPolicy, Topic
 from consent.services import address_hash
 from customers.models import Customer, Device, SubjectStatus
 from messaging import policy
@@ -30,14 +31,13 @@ def snapshot_read(customer_ids: Collection[int], now: dt.datetime) -> Snapshot:
     global rules. Read inside the caller's transaction, after it locked the customers."""
     ids = sorted(set(customer_ids))
     customers = {c.pk: c for c in Customer.objects.filter(pk__any=ids).select_related("account")}
-    topics = consent_selectors.topics_by_key()
-    caps = _caps(topics)
+    config = _config.get()
+    topics, caps, regions = config.topics, config.caps, config.regions
     addresses = _addresses(customers)
     pairs = {(a.kind, a.hash) for found in addresses.values() for a in _flat(found)}
     suppressed = consent_selectors.suppressed_among(pairs)
     subscriptions = consent_selectors.subscriptions_for(ids)
     preferences = consent_selectors.preferences_for(ids)
-    regions = consent_selectors.region_policies()
     longest = max(
         [c.window for c in caps]
         + [p.period for p in preferences.values() if p.max_marketing is not None],
@@ -62,16 +62,34 @@ def snapshot_read(customer_ids: Collection[int], now: dt.datetime) -> Snapshot:
             period=preference.period if preference else dt.timedelta(days=7),
             paused_until=preference.paused_until if preference else None,
         )
+    rules = dataclasses.replace(
+        config.rules, lower_priority_defers=settings.MESSAGING_LOWER_PRIORITY_DEFERS
+    )
+    return Snapshot(audiences, customers, rules, topics)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Config:
+    topics: dict[str, Topic]
+    caps: tuple[policy.CapRule, ...]
+    regions: dict[str, consent_selectors.RegionRule]
+    rules: policy.Rules
+
+
+@cached(Topic, FrequencyCap, RegionPolicy, QuietHours)
+def _config() -> _Config:
+    """The policy's global rules, cached per process (config/cache.py)."""
+    topics = consent_selectors.topics_by_key()
+    caps = tuple(_caps(topics))
     rules = policy.Rules(
-        caps=tuple(caps),
+        caps=caps,
         quiet_hours={
             q.channel: policy.QuietWindow(q.starts_at, q.ends_at)
             for q in consent_selectors.quiet_hours_active()
         },
         active_topics=frozenset(k for k, t in topics.items() if t.is_active),
-        lower_priority_defers=settings.MESSAGING_LOWER_PRIORITY_DEFERS,
     )
-    return Snapshot(audiences, customers, rules, topics)
+    return _Config(topics, caps, consent_selectors.region_policies(), rules)
 
 
 def _flat(found: Mapping[str, tuple[policy.Address, ...]]) -> list[policy.Address]:

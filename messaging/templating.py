@@ -12,6 +12,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from config.cache import cached
 from consent.models import Topic
 from messaging.models import Template, TemplateStatus, TemplateVersion
 from messaging.rendering import RenderError, fields_validate, render
@@ -141,3 +142,11 @@ def template_archive(*, template_id: int) -> None:
     Template.objects.filter(pk=template_id).update(
         status=TemplateStatus.ARCHIVED, active_version=None, updated_at=timezone.now()
     )
+    templates_by_key.forget()
+
+
+@cached(Template, TemplateVersion, Topic)
+def templates_by_key() -> dict[str, Template]:
+    """Every template with its active version and topic, cached per process for the decision
+    path (config/cache.py)."""
+    return {t.key: t for t in Template.objects.select_related("active_version", "topic")}

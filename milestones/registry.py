@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import threading
-import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
 from django.conf import settings
 from django.db.models import F
 
+from config.cache import Cached
 from milestones.conditions import (
     AllOf,
     AnyOf,
@@ -28,7 +27,13 @@ from milestones.conditions import (
     parse_condition,
 )
 from milestones.eligibility import Eligibility, parse_eligibility
-from milestones.models import Anchor, DefinitionStatus, MilestoneVersion, Unit
+from milestones.models import (
+    Anchor,
+    DefinitionStatus,
+    MilestoneDefinition,
+    MilestoneVersion,
+    Unit,
+)
 
 #: Event types whose arrival can change traits, so conditions on traits are re-checked.
 PROFILE_TYPES = frozenset({"identify", "group"})
@@ -125,21 +130,9 @@ class Registry:
         return found
 
 
-_lock = threading.Lock()
-_cached: tuple[Registry, float] | None = None
-
-
 def registry() -> Registry:
-    """The active versions, from a per-process cache of a few seconds."""
-    global _cached
-    now = time.monotonic()
-    cached = _cached
-    if cached is not None and cached[1] > now:
-        return cached[0]
-    with _lock:
-        loaded = registry_load()
-        _cached = (loaded, now + settings.MILESTONES_REGISTRY_SECONDS)
-    return loaded
+    """The active versions, from a per-process cache of ``MILESTONES_REGISTRY_SECONDS``."""
+    return _registry.get()
 
 
 def registry_load() -> Registry:
@@ -150,6 +143,12 @@ def registry_load() -> Registry:
     return Registry.build(compile_version(versions[pk], key) for pk, key in rows)
 
 
+_registry = Cached(
+    registry_load,
+    models=(MilestoneDefinition, MilestoneVersion),
+    seconds=lambda: float(settings.MILESTONES_REGISTRY_SECONDS),
+)
+
+
 def registry_clear() -> None:
-    global _cached
-    _cached = None
+    _registry.forget()

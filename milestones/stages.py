@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from config.cache import cached
 from customers.models import Customer
 from milestones.conditions import ConditionError
 from milestones.models import LifecycleStage, Progress, StageChange, Unit
@@ -72,6 +73,12 @@ def _holds(state: str | None, wanted: str) -> bool:
 
 
 def stage_rules() -> list[StageRule]:
+    return _stage_rules.get()
+
+
+@cached(LifecycleStage)
+def _stage_rules() -> list[StageRule]:
+    """The active stages' rules, cached per process (config/cache.py)."""
     return [
         StageRule(stage.key, parse_stage_rules(stage.rules))
         for stage in LifecycleStage.objects.filter(is_active=True).order_by("priority", "key")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -11,11 +10,11 @@ import orjson
 import pytest
 from django.test import Client
 
+from config.cache import caches_forget
 from config.wake import wakes_forget
 from customers.selectors import source_cache_clear
 from customers.services import CreatedKey, source_create
 from milestones import registry as milestone_registry
-from milestones.registry import registry_clear
 
 
 @pytest.fixture
@@ -51,12 +50,14 @@ def _plain_http(settings: Any) -> None:
 def _fresh_key_cache() -> Iterator[None]:
     # Write-key hits are cached per process; tests must not see each other's keys.
     source_cache_clear()
+    # Configuration caches start empty: one test's configuration must not leak into the next.
+    caches_forget()
     # The milestone index starts known-empty (as a warm web process would have it) so that
     # query counts do not depend on which test loads it first; any definition change clears it.
-    milestone_registry._cached = (milestone_registry.Registry.build([]), math.inf)
+    milestone_registry._registry.prime(milestone_registry.Registry.build([]))
     yield
     source_cache_clear()
-    registry_clear()
+    caches_forget()
 
 
 @pytest.fixture(autouse=True)

@@ -20,12 +20,7 @@ from django.utils.translation import ngettext
 
 from config.admin_buttons import ServiceButtonsMixin
 from journeys.models import Notice, NoticeStatus, Team, WebhookEndpoint, WebhookEvent
-from journeys.notices import (
-    endpoint_secret,
-    endpoint_secret_rotate,
-    endpoints_forget,
-    notices_retry,
-)
+from journeys.notices import endpoint_secret, endpoint_secret_rotate, notices_retry
 
 # A URL typed without a scheme is https (Django 6's default; receivers must be https).
 _URLS: Final[Mapping[type[models.Field[Any, Any]], Mapping[str, Any]]] = {
@@ -93,10 +88,6 @@ class WebhookEndpointAdmin(ServiceButtonsMixin):
             delivered_count=Count("notices", filter=Q(notices__status=NoticeStatus.DELIVERED)),
             failed_count=Count("notices", filter=Q(notices__status=NoticeStatus.FAILED)),
         )
-
-    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        endpoints_forget()  # this process at once; the others within seconds
 
     @admin.display(description="events")
     def event_list(self, endpoint: WebhookEndpoint) -> str:

@@ -3,6 +3,7 @@ same process; whatever that cannot do, the woken runner task does."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,7 +12,9 @@ from journeys import receivers
 from journeys.models import Enrollment
 from journeys.receivers import on_outcomes_recorded
 from journeys.services import journey_go_live, journey_save
+from messaging.channels.registry import backends_reset
 from messaging.models import Message
+from messaging.tasks import sms_send_task
 from milestones.signals import OutcomeRecord
 from tests.factories import CustomerFactory
 from tests.journeys.conftest import MISSED, STEPS
@@ -32,8 +35,8 @@ def wakes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return woken
 
 
-def outcome() -> OutcomeRecord:
-    customer = CustomerFactory()
+def outcome(**fields: Any) -> OutcomeRecord:
+    customer = CustomerFactory(**fields)
     return OutcomeRecord(
         1, 1, 1, "activated", "customer", customer.pk, "missed", False, customer.created_at
     )
@@ -51,6 +54,34 @@ def test_an_outcome_gets_the_journeys_first_message_without_a_task_hop(
         f"journey:{enrollment.pk}:nudge:1",
     )
     assert wakes == []
+
+
+@pytest.fixture
+def null_sms(settings: Any) -> Iterator[None]:
+    settings.MESSAGING_BACKENDS = {
+        **settings.MESSAGING_BACKENDS, "sms": "messaging.channels.null.NullBackend"
+    }  # fmt: skip
+    backends_reset()
+    yield
+    backends_reset()
+
+
+def test_the_first_message_is_sent_right_there_too(
+    live: None,
+    null_sms: None,
+    wakes: list[str],
+    django_capture_on_commit_callbacks: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    handed: list[list[int]] = []
+    monkeypatch.setattr(sms_send_task, "delay", lambda ids: handed.append(ids))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        on_outcomes_recorded(sender=None, outcomes=[outcome(phone="+14155550100", region="US")])
+
+    message = Message.objects.get()
+    assert (message.status, message.channel, message.provider_id) == ("sent", "sms", "null-1")
+    assert (handed, wakes) == ([], [])
 
 
 def test_with_advancing_on_entry_off_the_runner_task_is_woken(
