@@ -45,7 +45,7 @@ class Cached(Generic[T]):
         self._value: tuple[float, T] | None = None
         self._lock = threading.Lock()
         for model in models:
-            uid = f"config.cache:{load.__module__}.{load.__qualname__}:{model._meta.label}"
+            uid = f"config.cache:{id(self)}:{model._meta.label}"
             post_save.connect(self._forget, sender=model, weak=False, dispatch_uid=uid)
             post_delete.connect(self._forget, sender=model, weak=False, dispatch_uid=uid)
         _ALL.append(self)

@@ -9,16 +9,56 @@ import datetime as dt
 from collections.abc import Sequence
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
+from config.cache import cached
 from config.wake import wake
 from journeys.enrollment import Entry
-from journeys.graph import UntilWait, until_matches
-from journeys.models import Enrollment, EnrollmentState, StepRun, StepRunStatus, WebhookEvent
+from journeys.graph import UntilEvent, UntilWait, until_matches
+from journeys.models import (
+    Enrollment,
+    EnrollmentState,
+    JourneyVersion,
+    StepRun,
+    StepRunStatus,
+    WebhookEvent,
+)
 from journeys.notices import enrollment_payloads, wants, webhooks_write
 from journeys.rules import window_days
 
 _RUNNING = (EnrollmentState.ACTIVE, EnrollmentState.WAITING)
+_KINDS = frozenset({"event", "milestone_achieved", "milestone_missed"})
+
+
+@cached(JourneyVersion)
+def _watched() -> tuple[frozenset[str], frozenset[str]]:
+    """The event names and milestone keys that some journey version's goal, exit rules or
+    until-waits watch (every version: old ones may still have running enrollments), cached
+    per process (config/cache.py). An entry about anything else cannot end, convert or wake
+    an enrollment, so it costs no query; one a stale process passes over is handed on
+    again by the sweeps."""
+    from journeys.runner import version_graph
+
+    events: set[str] = set()
+    milestones: set[str] = set()
+    for version in JourneyVersion.objects.only("steps", "goal", "exit_when"):
+        goal = version.goal or {}
+        if goal.get("milestone"):
+            milestones.add(str(goal["milestone"]))
+        for rule in version.exit_when or []:
+            if isinstance(rule, dict) and "event" in rule:
+                events.add(str(rule["event"]))
+            elif isinstance(rule, dict) and rule.get("milestone"):
+                milestones.add(str(rule["milestone"]))
+        for step in version_graph(version).steps:
+            if not isinstance(step, UntilWait):
+                continue
+            if isinstance(step.until, UntilEvent):
+                events.add(step.until.event)
+            else:
+                milestones.add(step.until.milestone)
+    return frozenset(events), frozenset(milestones)
 
 
 def _exit_rule_matches(rule: dict[str, object], entry: Entry) -> bool:
@@ -75,9 +115,12 @@ def exits_apply(entries: Sequence[Entry], *, now: dt.datetime | None = None) -> 
     enrollments changed. Idempotent: an ended enrollment is not ended again, a converted one
     keeps its first conversion time."""
     now = now or timezone.now()
+    events, milestones = _watched.get()
     by_customer: dict[int, list[Entry]] = {}
     for entry in entries:
-        by_customer.setdefault(entry.customer_id, []).append(entry)
+        watched = events if entry.kind == "event" else milestones
+        if entry.kind in _KINDS and entry.subject in watched:
+            by_customer.setdefault(entry.customer_id, []).append(entry)
     if not by_customer:
         return 0
     changed: list[Enrollment] = []
@@ -86,6 +129,9 @@ def exits_apply(entries: Sequence[Entry], *, now: dt.datetime | None = None) -> 
         enrollments = (
             Enrollment.objects.select_for_update(of=("self",))
             .filter(customer_id__in=sorted(by_customer))
+            # A finished enrollment can still convert, never exit; one that has converted too
+            # is done with (and not locked).
+            .filter(Q(state__in=_RUNNING) | Q(converted_at__isnull=True))
             .exclude(state=EnrollmentState.FAILED)
             .select_related("version", "journey")
             .order_by("pk")

@@ -245,8 +245,10 @@ def progress_write(rows: Sequence[Row]) -> None:
     document = [{"id": row.id, **_progress_values(row)} for row in rows]
     execute(
         f"UPDATE {_PROGRESS} AS p SET {assignments}"  # noqa: S608
-        f" FROM jsonb_to_recordset(%s::jsonb) AS r({_record_type(columns)}) WHERE p.id = r.id",
-        [_document(document)],
+        f" FROM jsonb_to_recordset(%s::jsonb) AS r({_record_type(columns)})"
+        # The id array keeps the plan on the primary key (runner.enrollments_write).
+        " WHERE p.id = r.id AND p.id = ANY(%s::bigint[])",
+        [_document(document), [row.id for row in rows]],
     )
 
 

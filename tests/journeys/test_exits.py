@@ -129,3 +129,47 @@ def test_what_happened_before_the_customer_entered_does_not_end_the_pass(
 
     enrollment.refresh_from_db()
     assert enrollment.state == "waiting"
+
+
+def test_entries_no_journey_watches_cost_no_query(
+    waiting: tuple[Customer, Enrollment], django_assert_num_queries: Any
+) -> None:
+    customer, _ = waiting
+    other = Entry(customer.pk, "event", "Page Viewed", "event:9", NOW + DAY)
+    exits_apply([other], now=NOW + DAY)  # loads the watched names once
+
+    with django_assert_num_queries(0):
+        changed = exits_apply([other], now=NOW + 2 * DAY)
+
+    assert changed == 0
+
+
+def test_a_finished_enrollment_that_converted_is_left_alone(
+    waiting: tuple[Customer, Enrollment],
+) -> None:
+    customer, enrollment = waiting
+    exits_apply(outcome(customer, "achieved", NOW + DAY, 2), now=NOW + DAY)
+    enrollment.refresh_from_db()
+    assert (enrollment.state, enrollment.converted_at) == ("exited", NOW + DAY)
+    closed = Entry(customer.pk, "event", "Account Closed", "event:7", NOW + 2 * DAY)
+
+    assert exits_apply([closed], now=NOW + 2 * DAY) == 0
+    enrollment.refresh_from_db()
+    assert (enrollment.exit_reason, enrollment.converted_at) == (
+        "exit: milestone_achieved activated",
+        NOW + DAY,
+    )
+
+
+def test_a_journey_made_in_this_process_is_watched_at_once(ready: None) -> None:
+    live()
+    customer = CustomerFactory()
+    assert len(enroll(outcome(customer, "missed", NOW, 1), now=NOW)) == 1
+    assert exits_apply([Entry(customer.pk, "event", "Cancelled", "event:1", NOW)], now=NOW) == 0
+    live(key="winback", exit_when=[{"event": "Cancelled"}])
+    (second,) = enroll(outcome(customer, "missed", NOW, 2), now=NOW)
+
+    changed = exits_apply([Entry(customer.pk, "event", "Cancelled", "event:2", NOW)], now=NOW)
+
+    second.refresh_from_db()
+    assert (changed, second.state, second.exit_reason) == (1, "exited", "exit: event Cancelled")
