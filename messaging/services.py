@@ -334,6 +334,11 @@ def _uses_links(version: TemplateVersion) -> bool:
     return _USES_LINKS[version.pk]
 
 
+#: (template version, locale) whose fields passed ``fields_validate`` in this process:
+#: versions are immutable, so they need not be validated again for every message.
+_VALID: set[tuple[int, str]] = set()
+
+
 def _render(
     message: Message,
     version: TemplateVersion,
@@ -345,7 +350,11 @@ def _render(
     with_links = message.channel == Channel.EMAIL or _uses_links(version)
     context = render_context(customer, message, message.context, with_links=with_links)
     is_email = message.channel == Channel.EMAIL
-    rendered = render(message.channel, fields, context, text_version=not is_email)
+    valid = (version.pk, locale) in _VALID
+    rendered = render(
+        message.channel, fields, context, text_version=not is_email, validate=not valid
+    )
+    _VALID.add((version.pk, locale))
     message.locale = locale
     if is_email:
         pk = message.pk

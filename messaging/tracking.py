@@ -6,6 +6,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.core import signing
 
+from config import signing as fast_signing
+
 _CLICK = "milepost.messaging.click"
 _OPEN = "milepost.messaging.open"
 
@@ -19,12 +21,12 @@ class BadTrackingToken(Exception):
 
 
 def click_url(message_id: int, index: int) -> str:
-    token = signing.Signer(salt=_CLICK).sign(f"{message_id}.{index}")
+    token = fast_signing.sign(_CLICK, f"{message_id}.{index}")
     return f"{settings.PUBLIC_BASE_URL}/m/c/{token}"
 
 
 def open_url(message_id: int) -> str:
-    token = signing.Signer(salt=_OPEN).sign(str(message_id))
+    token = fast_signing.sign(_OPEN, str(message_id))
     return f"{settings.PUBLIC_BASE_URL}/m/o/{token}.gif"
 
 

@@ -69,6 +69,7 @@ def render(
     *,
     limits: Limits = Limits(),  # noqa: B008 -- frozen, so one shared default is safe
     text_version: bool = True,
+    validate: bool = True,
 ) -> dict[str, Any]:
     """Render every field of a ``channel`` message with ``context``; return them by name.
 
@@ -77,9 +78,11 @@ def render(
     A required field that renders blank, a URL field that renders an unsafe URL, or any
     template failure raises ``RenderError``: there is never a blank send. ``text_version``
     False leaves a blank email ``text`` blank, for a caller that makes it from the HTML in
-    its own pass (``links_track_with_text``).
+    its own pass (``links_track_with_text``). ``validate`` False skips ``fields_validate``
+    for fields the caller has seen pass it (an immutable template version's).
     """
-    fields_validate(channel, fields)
+    if validate:
+        fields_validate(channel, fields)
     rendered: dict[str, Any] = {}
     for name in CHANNEL_FIELDS[channel]:
         if name == "data":
