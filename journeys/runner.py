@@ -79,7 +79,7 @@ def step_run_key(enrollment_id: int, step_key: str, attempt: int = 1) -> str:
 class _Batch:
     now: dt.datetime
     sends: list[SendRequest] = dataclasses.field(default_factory=list)
-    runs: list[StepRun] = dataclasses.field(default_factory=list)
+    runs: list[Run] = dataclasses.field(default_factory=list)
     stages: dict[int, str] = dataclasses.field(default_factory=dict)
     traits: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
     notices: list[Notice] = dataclasses.field(default_factory=list)
@@ -106,7 +106,14 @@ def enrollments_advance(
         for enrollment in due:
             _walk(enrollment, version_graph(enrollment.version), work)
         _apply_updates(work)
-        ids = messages_request(work.sends, now=now, send_here=send_here) if work.sends else []
+        # Customers an update step changed are read again, so a send after it sees it.
+        changed = work.traits.keys() | work.stages.keys()
+        customers = {e.customer_id: e.customer for e in due if e.customer_id not in changed}
+        ids = (
+            messages_request(work.sends, now=now, send_here=send_here, customers=customers)
+            if work.sends
+            else []
+        )
         sent = {request.key: pk for request, pk in zip(work.sends, ids, strict=True)}
         for run in work.runs:
             run.message_id = sent.get(run.idempotency_key)
@@ -250,12 +257,29 @@ def enrollments_write(enrollments: Sequence[Enrollment]) -> None:
         cursor.execute(_update_sql(), [_json(rows), [e.pk for e in enrollments]])
 
 
-def step_runs_insert(runs: Sequence[StepRun]) -> None:
+@dataclasses.dataclass(slots=True)
+class Run:
+    """A step run as the runner logs it (a model instance costs several times more to
+    build, and a batch logs one or two per enrollment)."""
+
+    enrollment_id: int
+    step_key: str
+    idempotency_key: str
+    result: dict[str, Any]
+    at: dt.datetime
+    status: str = StepRunStatus.DONE
+    attempt: int = 1
+    message_id: int | None = None
+
+
+def step_runs_insert(runs: Sequence[Run]) -> None:
     """Append to the step log in one statement; a run already logged (its key) is kept."""
     if not runs:
         return
     if connection.vendor != "postgresql":
-        StepRun.objects.bulk_create(runs, ignore_conflicts=True)
+        StepRun.objects.bulk_create(
+            [StepRun(**dataclasses.asdict(run)) for run in runs], ignore_conflicts=True
+        )
         return
     # Columns are attribute names here (enrollment_id, message_id).
     columns, _ = _recordset(StepRun, _STEP_RUN_FIELDS)
@@ -361,11 +385,10 @@ def _log(
     enrollment: Enrollment, step_key: str, work: _Batch, result: Mapping[str, Any] | None = None
 ) -> None:
     work.runs.append(
-        StepRun(
-            enrollment=enrollment,
+        Run(
+            enrollment_id=enrollment.pk,
             step_key=step_key,
             idempotency_key=step_run_key(enrollment.pk, step_key),
-            status=StepRunStatus.DONE,
             result=dict(result or {}),
             at=work.now,
         )

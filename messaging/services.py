@@ -67,13 +67,18 @@ class _Resolved:
 
 
 def messages_request(
-    requests: Sequence[SendRequest], *, now: dt.datetime | None = None, send_here: bool = False
+    requests: Sequence[SendRequest],
+    *,
+    now: dt.datetime | None = None,
+    send_here: bool = False,
+    customers: Mapping[int, Customer] | None = None,
 ) -> list[int]:
     """Decide and store one message per request; returns the message id of each request
     (an existing one for a key already decided). Queued messages are handed to their
     channel's send task after commit — or, with ``send_here`` (a worker deciding a few
     latency-sensitive messages), sent right here after commit as far as
-    ``sending.messages_send_inline`` allows, the rest handed to the task."""
+    ``sending.messages_send_inline`` allows, the rest handed to the task. ``customers``:
+    the requests' customers, if the caller has just read them in its transaction."""
     if not requests:
         return []
     now = now or timezone.now()
@@ -86,7 +91,7 @@ def messages_request(
             )
         )
         fresh = _unique([r for r in resolved if r.request.key not in existing])
-        rows = _decide(fresh, now) if fresh else []
+        rows = _decide(fresh, now, customers) if fresh else []
         messages_insert(rows)
         queued = [m for m in rows if m.status == MessageStatus.QUEUED]
         if queued:
@@ -136,8 +141,10 @@ def _resolve(requests: Sequence[SendRequest]) -> list[_Resolved]:
     return resolved
 
 
-def _decide(resolved: list[_Resolved], now: dt.datetime) -> list[Message]:
-    snapshot = snapshot_read([r.request.customer_id for r in resolved], now)
+def _decide(
+    resolved: list[_Resolved], now: dt.datetime, customers: Mapping[int, Customer] | None = None
+) -> list[Message]:
+    snapshot = snapshot_read([r.request.customer_id for r in resolved], now, loaded=customers)
     asks = [
         policy.Request(
             key=r.request.key,

@@ -26,11 +26,22 @@ class Snapshot:
     topics: dict[str, Topic]
 
 
-def snapshot_read(customer_ids: Collection[int], now: dt.datetime) -> Snapshot:
+def snapshot_read(
+    customer_ids: Collection[int],
+    now: dt.datetime,
+    *,
+    loaded: Mapping[int, Customer] | None = None,
+) -> Snapshot:
     """Customers, their addresses, consent, suppressions, slot-holding messages and the
-    global rules. Read inside the caller's transaction, after it locked the customers."""
+    global rules. Read inside the caller's transaction, after it locked the customers.
+    ``loaded``: customers (with their accounts) the caller read earlier in the same
+    transaction, not read again; consent, suppressions and held slots always are."""
     ids = sorted(set(customer_ids))
-    customers = {c.pk: c for c in Customer.objects.filter(pk__any=ids).select_related("account")}
+    customers = {pk: loaded[pk] for pk in ids if loaded and pk in loaded}
+    if len(customers) < len(ids):
+        missing = [pk for pk in ids if pk not in customers]
+        found = Customer.objects.filter(pk__any=missing).select_related("account")
+        customers.update((c.pk, c) for c in found)
     config = _config.get()
     topics, caps, regions = config.topics, config.caps, config.regions
     addresses = _addresses(customers)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from consent.models import Topic
 from customers.models import Customer
 from journeys.enrollment import enroll, entries_from_outcomes
 from journeys.graph import SplitStep, graph_parse, split_variant
@@ -16,6 +17,7 @@ from journeys.receivers import on_outcomes_recorded
 from journeys.runner import enrollments_advance, step_run_key
 from journeys.services import journey_go_live, journey_pause, journey_save
 from messaging.models import Message
+from messaging.templating import template_activate, template_save
 from milestones.models import StageChange
 from milestones.signals import OutcomeRecord
 from tests.factories import CustomerFactory
@@ -35,7 +37,7 @@ def live(steps: list[dict[str, Any]], **fields: Any) -> Journey:
     journey = journey_save(
         key=fields.pop("key", "setup-nudge"),
         name="Setup nudge",
-        trigger={"kind": "milestone_missed", "milestone": "activated"},
+        trigger=fields.pop("trigger", {"kind": "milestone_missed", "milestone": "activated"}),
         steps=steps,
         **fields,
     )
@@ -200,3 +202,36 @@ def test_a_branch_after_an_update_sees_the_update_and_traits_are_written(
     assert StepRun.objects.get(step_key="which").result == {"next": "gold"}
     customer.refresh_from_db()
     assert (customer.traits["tier"], customer.lifecycle_stage) == ("gold", "nurtured")
+
+
+def test_a_send_after_an_update_renders_the_update(ready: None, customer: Customer) -> None:
+    topic = Topic.objects.get(key="tips")
+    template = template_save(
+        key="tier-note", name="Tier note", channel="sms", topic=topic, default_locale="en",
+        variants={"en": {"body": "{{ customer.tier | default('none') }} / {{ customer.lifecycle_stage }}"}},
+    )  # fmt: skip
+    template_activate(template_id=template.pk)
+    live(
+        [
+            {"key": "mark", "type": "update", "set_traits": {"tier": "gold"},
+             "set_stage": "nurtured", "next": "note"},
+            {"key": "note", "type": "send", "templates": ["tier-note"], "next": "done"},
+            {"key": "done", "type": "exit"},
+        ]
+    )  # fmt: skip
+    other = CustomerFactory(phone="+14155550101", time_zone="UTC", traits={"tier": "silver"})
+    live(
+        [
+            {"key": "note", "type": "send", "templates": ["tier-note"], "next": "done"},
+            {"key": "done", "type": "exit"},
+        ],
+        key="plain",
+        trigger={"kind": "milestone_achieved", "milestone": "activated"},
+    )
+    achieved = OutcomeRecord(2, 1, 1, "activated", "customer", other.pk, "achieved", False, NOW)
+    enroll(entries_from_outcomes([outcome(customer), achieved]), now=NOW)
+
+    assert enrollments_advance(now=NOW) == 2
+
+    bodies = dict(Message.objects.values_list("customer_id", "rendered__body"))
+    assert bodies == {customer.pk: "gold / nurtured", other.pk: "silver / new"}
