@@ -206,9 +206,10 @@ def test_a_branch_after_an_update_sees_the_update_and_traits_are_written(
 
 def test_a_send_after_an_update_renders_the_update(ready: None, customer: Customer) -> None:
     topic = Topic.objects.get(key="tips")
+    body = "{{ customer.tier | default('none') }} / {{ customer.lifecycle_stage }}"
     template = template_save(
         key="tier-note", name="Tier note", channel="sms", topic=topic, default_locale="en",
-        variants={"en": {"body": "{{ customer.tier | default('none') }} / {{ customer.lifecycle_stage }}"}},
+        variants={"en": {"body": body}},
     )  # fmt: skip
     template_activate(template_id=template.pk)
     live(
