@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from functools import partial
@@ -232,22 +233,51 @@ def _message(
     now: dt.datetime,
 ) -> Message:
     request = item.request
-    message = Message(
-        pk=pk,
-        idempotency_key=request.key,
-        customer_id=request.customer_id if request.customer_id in snapshot.customers else None,
-        channels=list(item.versions),
-        templates={channel: v.pk for channel, v in item.versions.items()},
-        topic=item.topic,
-        is_transactional=item.topic.is_transactional,
-        journey_key=request.journey,
-        priority=request.priority,
-        context=dict(request.context),
-        created_at=now,
-        updated_at=now,
+    message = _message_new(
+        {
+            "id": pk,
+            "idempotency_key": request.key,
+            "customer_id": (
+                request.customer_id if request.customer_id in snapshot.customers else None
+            ),
+            "channels": list(item.versions),
+            "templates": {channel: v.pk for channel, v in item.versions.items()},
+            "topic_id": item.topic.pk,
+            "is_transactional": item.topic.is_transactional,
+            "journey_key": request.journey,
+            "priority": request.priority,
+            "context": dict(request.context),
+            "created_at": now,
+            "updated_at": now,
+        }
     )
+    _TOPIC_FIELD.set_cached_value(message, item.topic)
     decision_apply(message, decision, snapshot, now)
     return message
+
+
+_TOPIC_FIELD = Message._meta.get_field("topic")
+
+
+@functools.cache
+def _message_defaults() -> list[tuple[str, Any, bool]]:
+    """(attname, default, is a factory) per concrete field, in the model's order."""
+    found = []
+    for field in Message._meta.concrete_fields:
+        factory = field.has_default() and callable(field.default)
+        found.append((field.attname, field.default if factory else field.get_default(), factory))
+    return found
+
+
+def _message_new(values: Mapping[str, Any]) -> Message:
+    """``Message(**values)`` through Django's positional fast path (the one the ORM takes for
+    loaded rows): a decision batch builds one per request, and keyword construction looks
+    up every other field's default on each."""
+    args = [
+        values[name] if name in values else (default() if factory else default)
+        for name, default, factory in _message_defaults()
+    ]
+    return Message(*args)
 
 
 def decision_apply(
