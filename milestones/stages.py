@@ -120,16 +120,20 @@ _CUSTOMER = Customer._meta.db_table
 _PROGRESS = Progress._meta.db_table
 _STAGE_CHANGE = StageChange._meta.db_table
 
-# Lock the customers in id order and read their stage and their states on the versions the
-# rules read, in one round trip (a 20,000-id IN list costs more to build than to run).
-_LOCKED_STATES_SQL = f"""
-WITH locked AS (
-    SELECT c.id, c.lifecycle_stage FROM {_CUSTOMER} c
-    WHERE c.id = ANY(%(ids)s::bigint[]) ORDER BY c.id FOR NO KEY UPDATE
-)
-SELECT l.id, l.lifecycle_stage, p.version_id, p.state
-FROM locked l LEFT JOIN {_PROGRESS} p
-    ON p.subject_id = l.id AND p.unit = 'customer' AND p.version_id = ANY(%(read)s::bigint[])
+# Lock the customers in id order (an id array: a 20,000-id IN list costs more to build than
+# to run), then read their states in a second statement. Under READ COMMITTED a statement
+# reads from the snapshot it started with, so states read in the locking statement itself
+# could predate a transaction that held the lock and committed an achievement while this
+# one waited — and the stage written from them would undo that transaction's.
+_LOCK_SQL = f"""
+SELECT c.id, c.lifecycle_stage FROM {_CUSTOMER} c
+WHERE c.id = ANY(%(ids)s::bigint[]) ORDER BY c.id FOR NO KEY UPDATE
+"""  # noqa: S608 - table names from the models; every value is a parameter
+
+_STATES_SQL = f"""
+SELECT p.subject_id, p.version_id, p.state FROM {_PROGRESS} p
+WHERE p.unit = 'customer' AND p.subject_id = ANY(%(ids)s::bigint[])
+    AND p.version_id = ANY(%(read)s::bigint[])
 """  # noqa: S608 - table names from the models; every value is a parameter
 
 _STAGES_APPLY_SQL = f"""
@@ -151,13 +155,13 @@ def _locked_states(
     current: dict[int, str] = {}
     states: dict[int, dict[str, str]] = {}
     if connection.vendor == "postgresql":
-        for pk, stage, version_id, state in sql_execute(
-            _LOCKED_STATES_SQL, {"ids": ids, "read": read}
-        ):
-            current[pk] = stage
-            found = states.setdefault(pk, {})
-            if version_id is not None:
-                found[active_versions[version_id]] = state
+        current = dict(sql_execute(_LOCK_SQL, {"ids": ids}))
+        states = {pk: {} for pk in current}
+        if read and current:
+            for pk, version_id, state in sql_execute(
+                _STATES_SQL, {"ids": list(current), "read": read}
+            ):
+                states[pk][active_versions[version_id]] = state
         return current, states
     current = dict(
         Customer.objects.select_for_update(no_key=True)

@@ -37,6 +37,7 @@ from milestones.models import (
 )
 from milestones.registry import CompiledVersion, registry
 from milestones.signals import OutcomeRecord, outcomes_recorded
+from milestones.stages import stages_refresh
 from milestones.tasks import progress_start_task
 from tests.factories import SourceFactory
 from tests.milestones.conftest import T0
@@ -509,3 +510,42 @@ def test_two_sweeps_and_two_evaluators_racing_give_each_subject_exactly_its_outc
 
     # then
     _assert_deadline_outcomes(groups, published)
+
+
+def test_a_stage_refresh_that_waited_for_a_lock_sees_what_the_holder_committed(
+    source: Source,
+) -> None:
+    # given: a stage that follows busy_week, and a customer whose history achieves it
+    ids = milestones_activate(["busy_week"])
+    LifecycleStage.objects.create(
+        key="engaged", name="Engaged", priority=10,
+        rules=[{"milestone": "busy_week", "state": "achieved"}],
+    )  # fmt: skip
+    (customer,) = customers_bulk(1, T0)
+    user = customer.external_id or ""
+    deliver(
+        source.pk, [Call(f"r-{user}-{k}", user, REPORT, T0 + hours(1 + k)) for k in range(3)], NOW
+    )
+    evaluated = threading.Event()
+
+    def evaluator() -> None:
+        # achieves busy_week and stages the customer "engaged", then holds the lock a while
+        with transaction.atomic():
+            assert pairs_evaluate([(ids["busy_week"], customer.pk)], now=NOW).achieved == 1
+            evaluated.set()
+            _until(lambda: _waiting_sessions() == 1, "the refresh waits for the lock")
+
+    def refresher() -> None:
+        # a sweep's refresh of every stage rule, started while the evaluator holds the lock
+        assert evaluated.wait(timeout=20)
+        with transaction.atomic():
+            stages_refresh([customer.pk], active_versions={ids["busy_week"]: "busy_week"},
+                           cause="sweep")  # fmt: skip
+
+    # when
+    _join([_in_thread(evaluator), _in_thread(refresher)])
+
+    # then: the refresh read the achievement after the lock, so it kept the stage
+    customer.refresh_from_db()
+    assert customer.lifecycle_stage == "engaged"
+    assert list(StageChange.objects.values_list("to_stage", flat=True)) == ["engaged"]
