@@ -86,6 +86,15 @@ if env.str("DATABASE_URL", default=""):
     DATABASES = {"default": env.db_url("DATABASE_URL")}
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Server-side parameters let psycopg prepare a statement a connection runs repeatedly,
+    # so PostgreSQL plans the hot path's statements once per connection instead of on every
+    # call. DATABASE_PREPARE_THRESHOLD=0 turns it off (e.g. behind a PgBouncer older than
+    # 1.21 in transaction mode, which cannot keep prepared statements).
+    _PREPARE_THRESHOLD = env.int("DATABASE_PREPARE_THRESHOLD", default=5)
+    if _PREPARE_THRESHOLD > 0 and DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        DATABASES["default"].setdefault("OPTIONS", {}).update(
+            server_side_binding=True, prepare_threshold=_PREPARE_THRESHOLD
+        )
 else:
     VAR_DIR.mkdir(exist_ok=True)
     DATABASES = {

@@ -161,7 +161,10 @@ def _claim(now: dt.datetime, size: int, only: Collection[int] | None = None) -> 
         journey__status=JourneyStatus.LIVE,
     )
     if only is not None:
-        due = due.filter(pk__any=list(only))
+        # Just-enrolled ids (advance on entry): few rows by primary key, so lock and load
+        # them in one statement.
+        found = due.filter(pk__any=list(only)).select_related("customer__account")
+        return sorted(found.order_by("next_run_at")[:size], key=lambda e: (e.next_run_at, e.pk))
     ids = list(due.order_by("next_run_at").values_list("pk", flat=True)[:size])
     if not ids:
         return []

@@ -84,7 +84,8 @@ def messages_request(
         return []
     now = now or timezone.now()
     resolved = _resolve(requests)
-    with transaction.atomic():
+    # No savepoint inside a caller's transaction (the runner's): an error here ends it anyway.
+    with transaction.atomic(savepoint=False):
         customers_lock(sorted({r.customer_id for r in requests}))
         existing = dict(
             Message.objects.filter(idempotency_key__any=[r.key for r in requests]).values_list(
