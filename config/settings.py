@@ -109,6 +109,9 @@ else:
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Evaluation, enrollment and the runner commit without waiting for the WAL flush; ingest,
+# sends and notices always wait (config/durability.py says why that loses nothing).
+DATABASE_ASYNC_COMMIT: bool = env.bool("DATABASE_ASYNC_COMMIT", default=True)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

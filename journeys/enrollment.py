@@ -19,6 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from config.cache import cached
+from config.durability import commit_async
 from customers.locks import customers_advisory_lock
 from customers.models import Customer
 from journeys.graph import is_holdout
@@ -117,6 +118,7 @@ def enroll(entries: Sequence[Entry], *, now: dt.datetime | None = None) -> list[
         return []
     made: list[Enrollment] = []
     with transaction.atomic():
+        commit_async()  # derived work: see config/durability.py
         ids = sorted({e.customer_id for _, _, e in pairs})
         customers_advisory_lock(_LOCK_SPACE, ids)
         customers = {c.pk: c for c in Customer.objects.filter(pk__in=ids)}

@@ -13,6 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from config.cache import cached
+from config.durability import commit_async
 from config.wake import wake
 from journeys.enrollment import Entry
 from journeys.graph import UntilEvent, UntilWait, until_matches
@@ -126,6 +127,7 @@ def exits_apply(entries: Sequence[Entry], *, now: dt.datetime | None = None) -> 
     changed: list[Enrollment] = []
     runs: list[StepRun] = []
     with transaction.atomic():
+        commit_async()  # derived work: see config/durability.py
         enrollments = (
             Enrollment.objects.select_for_update(of=("self",))
             .filter(customer_id__in=sorted(by_customer))

@@ -23,6 +23,7 @@ from django.db import connection, models, transaction
 from django.utils import timezone
 
 from config.cache import cached
+from config.durability import commit_async
 from customers.models import Customer
 from journeys.graph import (
     BranchStep,
@@ -98,6 +99,7 @@ def enrollments_advance(
     now = now or timezone.now()
     size = batch or settings.JOURNEYS_ADVANCE_BATCH
     with transaction.atomic():
+        commit_async()  # derived work: see config/durability.py
         due = _claim(now, size, ids)
         if not due:
             return 0

@@ -34,6 +34,7 @@ from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Func, Min
 from django.utils import timezone
 
+from config.durability import commit_async
 from customers.models import Account, Customer, Event
 from customers.signals import IngestedEvent
 from milestones import sql
@@ -127,6 +128,7 @@ def pending_evaluate(*, limit: int | None = None) -> Summary:
     for attempt in range(1, _ATTEMPTS + 1):
         try:
             with transaction.atomic():
+                commit_async()  # derived work: see config/durability.py
                 pairs = _claim(size)
                 summary = pairs_evaluate(pairs) if pairs else Summary()
                 return summary
