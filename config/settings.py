@@ -281,11 +281,13 @@ MESSAGING_LOWER_PRIORITY_DEFERS: bool = env.bool("MESSAGING_LOWER_PRIORITY_DEFER
 # Messages one policy transaction decides; sends one channel task claims.
 MESSAGING_DECIDE_BATCH: int = env.int("MESSAGING_DECIDE_BATCH", default=500)
 MESSAGING_SEND_BATCH: int = env.int("MESSAGING_SEND_BATCH", default=100)
-# A worker that just decided a few messages (a new enrollment's first step) sends up to this
-# many itself, sparing them a task hop (0: always through the channel's queue) — unless the
-# channel is rate limited, or its sends took longer than MESSAGING_SEND_INLINE_SLOW_SECONDS
-# each in that process in the last minute.
+# A worker that just decided messages (new enrollments' first steps) sends them itself,
+# sparing them a task hop: in chunks of MESSAGING_SEND_INLINE_MAX (0: always through the
+# channel's queue) for up to MESSAGING_SEND_INLINE_SECONDS, the rest through the queue —
+# all of them if the channel is rate limited, or its sends took longer than
+# MESSAGING_SEND_INLINE_SLOW_SECONDS each in that process in the last minute.
 MESSAGING_SEND_INLINE_MAX: int = env.int("MESSAGING_SEND_INLINE_MAX", default=20)
+MESSAGING_SEND_INLINE_SECONDS: float = env.float("MESSAGING_SEND_INLINE_SECONDS", default=0.1)
 MESSAGING_SEND_INLINE_SLOW_SECONDS: float = env.float(
     "MESSAGING_SEND_INLINE_SLOW_SECONDS", default=0.25
 )

@@ -97,28 +97,35 @@ _SLOW_SECONDS = 60.0
 
 
 def messages_send_inline(channel: str, message_ids: Sequence[int]) -> list[int]:
-    """Send a decision's few messages in this process, right after the commit that queued
-    them, sparing them a task hop (advance on entry: a milestone's first message should not
-    queue behind other work). Returns the ids left for the channel's send task: all of them
-    when inline sending is off, when the channel has a rate limit (its queue paces it), or
-    when the channel's provider was slow here lately — a slow provider must hold up its own
-    queue, not the worker that decided; and those past ``MESSAGING_SEND_INLINE_MAX``.
-    Sending is the same claim → send → record as a task's, so at most once still holds."""
-    limit = settings.MESSAGING_SEND_INLINE_MAX
+    """Send a decision's messages in this process, right after the commit that queued them,
+    sparing them a task hop (advance on entry: a milestone's first message should not queue
+    behind other work). Sends in chunks of ``MESSAGING_SEND_INLINE_MAX`` while the batch's
+    ``MESSAGING_SEND_INLINE_SECONDS`` last, and returns the ids left for the channel's send
+    task: all of them when inline sending is off, when the channel has a rate limit (its
+    queue paces it), or when the channel's provider was slow here lately — a slow provider
+    must hold up its own queue, not the worker that decided. Sending is the same claim →
+    send → record as a task's, so at most once still holds."""
+    chunk = settings.MESSAGING_SEND_INLINE_MAX
     if (
-        limit <= 0
+        chunk <= 0
         or settings.MESSAGING_RATE_LIMITS.get(channel)
         or time.monotonic() < _SLOW.get(channel, 0.0)
     ):
         return list(message_ids)
-    here, rest = list(message_ids[:limit]), list(message_ids[limit:])
-    started = time.monotonic()
-    summary = messages_send(channel, here)
-    each = (time.monotonic() - started) / max(summary.claimed, 1)
-    if each > settings.MESSAGING_SEND_INLINE_SLOW_SECONDS:
-        logger.info("%s sends took %.0f ms each: sending through the queue for %.0f s",
-                    channel, each * 1000, _SLOW_SECONDS)  # fmt: skip
-        _SLOW[channel] = time.monotonic() + _SLOW_SECONDS
+    rest = list(message_ids)
+    deadline = time.monotonic() + settings.MESSAGING_SEND_INLINE_SECONDS
+    while rest:
+        here, rest = rest[:chunk], rest[chunk:]
+        started = time.monotonic()
+        summary = messages_send(channel, here)
+        each = (time.monotonic() - started) / max(summary.claimed, 1)
+        if each > settings.MESSAGING_SEND_INLINE_SLOW_SECONDS:
+            logger.info("%s sends took %.0f ms each: sending through the queue for %.0f s",
+                        channel, each * 1000, _SLOW_SECONDS)  # fmt: skip
+            _SLOW[channel] = time.monotonic() + _SLOW_SECONDS
+            break
+        if summary.retrying or time.monotonic() >= deadline:
+            break
     return rest
 
 

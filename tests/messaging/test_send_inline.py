@@ -72,13 +72,29 @@ def test_without_send_here_the_task_sends(
     assert mail.outbox == []
 
 
-def test_past_the_inline_limit_the_rest_goes_to_the_task(
+def test_chunks_are_sent_while_the_time_budget_lasts(
     templates: dict[str, Template],
     handed: list[list[int]],
     django_capture_on_commit_callbacks: Any,
     settings: Any,
 ) -> None:
     settings.MESSAGING_SEND_INLINE_MAX = 2
+    customers = [CustomerFactory(email=f"c{n}@example.com", region="US") for n in range(5)]
+
+    ids = ask(customers, send_here=True, capture=django_capture_on_commit_callbacks)
+
+    assert statuses(ids) == ["sent"] * 5
+    assert handed == []
+
+
+def test_past_the_time_budget_the_rest_goes_to_the_task(
+    templates: dict[str, Template],
+    handed: list[list[int]],
+    django_capture_on_commit_callbacks: Any,
+    settings: Any,
+) -> None:
+    settings.MESSAGING_SEND_INLINE_MAX = 2
+    settings.MESSAGING_SEND_INLINE_SECONDS = 0.0  # one chunk, then the budget is spent
     customers = [CustomerFactory(email=f"c{n}@example.com", region="US") for n in range(3)]
 
     ids = ask(customers, send_here=True, capture=django_capture_on_commit_callbacks)
