@@ -121,11 +121,11 @@ def enroll(entries: Sequence[Entry], *, now: dt.datetime | None = None) -> list[
         commit_async()  # derived work: see config/durability.py
         ids = sorted({e.customer_id for _, _, e in pairs})
         customers_advisory_lock(_LOCK_SPACE, ids)
-        customers = {c.pk: c for c in Customer.objects.filter(pk__in=ids)}
+        customers = {c.pk: c for c in Customer.objects.filter(pk__any=ids)}
         latest = entries_latest(ids, {j.pk for j, _, _ in pairs})
         seen = set(
             Enrollment.objects.filter(
-                customer_id__in=ids, entry_key__in=[e.entry_key for _, _, e in pairs]
+                customer_id__any=ids, entry_key__any=[e.entry_key for _, _, e in pairs]
             ).values_list("version_id", "customer_id", "entry_key")
         )
         for journey, version, entry in pairs:
@@ -170,7 +170,7 @@ def entries_latest(
 ) -> dict[tuple[int, int], dt.datetime]:
     latest: dict[tuple[int, int], dt.datetime] = {}
     rows = Enrollment.objects.filter(
-        customer_id__in=customer_ids, journey_id__in=journey_ids
+        customer_id__any=customer_ids, journey_id__any=sorted(journey_ids)
     ).values_list("journey_id", "customer_id", "entered_at")
     for journey_id, customer_id, at in rows:
         key = (journey_id, customer_id)

@@ -130,7 +130,7 @@ def exits_apply(entries: Sequence[Entry], *, now: dt.datetime | None = None) -> 
         commit_async()  # derived work: see config/durability.py
         enrollments = (
             Enrollment.objects.select_for_update(of=("self",))
-            .filter(customer_id__in=sorted(by_customer))
+            .filter(customer_id__any=sorted(by_customer))
             # A finished enrollment can still convert, never exit; one that has converted too
             # is done with (and not locked).
             .filter(Q(state__in=_RUNNING) | Q(converted_at__isnull=True))

@@ -99,8 +99,8 @@ _SLOW_SECONDS = 60.0
 def messages_send_inline(channel: str, message_ids: Sequence[int]) -> list[int]:
     """Send a decision's messages in this process, right after the commit that queued them,
     sparing them a task hop (advance on entry: a milestone's first message should not queue
-    behind other work). Sends in chunks of ``MESSAGING_SEND_INLINE_MAX`` while the batch's
-    ``MESSAGING_SEND_INLINE_SECONDS`` last, and returns the ids left for the channel's send
+    behind other work). Sends in chunks — ``MESSAGING_SEND_INLINE_MAX`` first, doubling up
+    to ``MESSAGING_SEND_BATCH`` — while the batch's ``MESSAGING_SEND_INLINE_SECONDS`` last, and returns the ids left for the channel's send
     task: all of them when inline sending is off, when the channel has a rate limit (its
     queue paces it), or when the channel's provider was slow here lately — a slow provider
     must hold up its own queue, not the worker that decided. Sending is the same claim →
@@ -126,6 +126,7 @@ def messages_send_inline(channel: str, message_ids: Sequence[int]) -> list[int]:
             break
         if summary.retrying or time.monotonic() >= deadline:
             break
+        chunk = min(chunk * 2, settings.MESSAGING_SEND_BATCH)  # a fast provider: fewer trips
     return rest
 
 

@@ -222,7 +222,7 @@ def pairs_evaluate(pairs: Iterable[Pair], *, now: dt.datetime | None = None) -> 
         # The registry is a few seconds stale in other processes: drop versions retired since.
         live = set(
             MilestoneVersion.objects.filter(
-                pk__in=list(wanted), retired_at__isnull=True
+                pk__any=list(wanted), retired_at__isnull=True
             ).values_list("pk", flat=True)
         )
         wanted = {v: ids for v, ids in wanted.items() if v in live}
