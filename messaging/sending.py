@@ -100,11 +100,12 @@ def messages_send_inline(channel: str, message_ids: Sequence[int]) -> list[int]:
     """Send a decision's messages in this process, right after the commit that queued them,
     sparing them a task hop (advance on entry: a milestone's first message should not queue
     behind other work). Sends in chunks — ``MESSAGING_SEND_INLINE_MAX`` first, doubling up
-    to ``MESSAGING_SEND_BATCH`` — while the batch's ``MESSAGING_SEND_INLINE_SECONDS`` last, and returns the ids left for the channel's send
-    task: all of them when inline sending is off, when the channel has a rate limit (its
-    queue paces it), or when the channel's provider was slow here lately — a slow provider
-    must hold up its own queue, not the worker that decided. Sending is the same claim →
-    send → record as a task's, so at most once still holds."""
+    to ``MESSAGING_SEND_BATCH`` — while the batch's ``MESSAGING_SEND_INLINE_SECONDS`` last,
+    and returns the ids left for the channel's send task: all of them when inline sending
+    is off, when the channel has a rate limit (its queue paces it), or when the channel's
+    provider was slow here lately — a slow provider must hold up its own queue, not the
+    worker that decided. Sending is the same claim → send → record as a task's, so at most
+    once still holds."""
     chunk = settings.MESSAGING_SEND_INLINE_MAX
     if (
         chunk <= 0
