@@ -199,6 +199,13 @@ class Message(models.Model):
                 name="message_in_flight",
                 condition=models.Q(status__in=("queued", "sending")),
             ),
+            # A send task draining its channel's due backlog: another channel's backlog
+            # (a rate-limited SMS provider's, say) is not in its way.
+            models.Index(
+                fields=("channel", "updated_at"),
+                name="message_queued_channel",
+                condition=models.Q(status="queued"),
+            ),
             # Provider webhooks find their message by the provider's id.
             models.Index(
                 fields=("provider_id",),

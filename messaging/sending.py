@@ -146,7 +146,7 @@ def messages_send_due(
     ids = list(
         Message.objects.filter(status=MessageStatus.QUEUED, channel=channel)
         .filter(Q(send_after__isnull=True) | Q(send_after__lte=now))
-        # The in-flight index's order: no sort of the whole backlog on every call.
+        # message_queued_channel's order: no sort of the whole backlog on every call.
         .order_by("updated_at")
         .values_list("pk", flat=True)[: batch or settings.MESSAGING_SEND_BATCH]
     )
