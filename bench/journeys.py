@@ -386,15 +386,8 @@ def _advance(args: argparse.Namespace, versions: dict[str, int]) -> None:
         f"{args.concurrency}",
         flush=True,
     )
-    _purge_queues()
-    connections.close_all()
-    worker = _celery_worker(args, "journeys", args.concurrency)
-    try:
-        _worker_ready()
-        for channel in args.channels:
-            _advance_channel(args, channel, versions[channel])
-    finally:
-        _stop(worker)
+    for channel in args.channels:
+        _advance_channel(args, channel, versions[channel])
 
 
 def _advance_channel(args: argparse.Namespace, channel: str, version_id: int) -> None:
@@ -404,13 +397,22 @@ def _advance_channel(args: argparse.Namespace, channel: str, version_id: int) ->
 
     _enrollments_seed(version_id)
     _vacuum()
+    _purge_queues()
     connections.close_all()
-    with CpuMeter(_database_name(args)) as cpu:
-        for _ in range(args.concurrency):  # one advancing chain per pool process
-            enrollments_advance_task.delay()
-        while _due_left():
-            time.sleep(0.05)
-        ended = time.time()
+    # A fresh worker per channel: the seed truncates the tables, and a connection that
+    # lived through that would keep plans made while they were empty (a production table
+    # is never emptied under its workers).
+    worker = _celery_worker(args, "journeys", args.concurrency)
+    try:
+        _worker_ready()
+        with CpuMeter(_database_name(args)) as cpu:
+            for _ in range(args.concurrency):  # one advancing chain per pool process
+                enrollments_advance_task.delay()
+            while _due_left():
+                time.sleep(0.05)
+            ended = time.time()
+    finally:
+        _stop(worker)
     first = float(_scalar("SELECT extract(epoch FROM min(at)) FROM journeys_steprun"))
     seconds = ended - first
     waiting = int(_scalar("SELECT count(*) FROM journeys_enrollment WHERE state = 'waiting'"))

@@ -1,4 +1,4 @@
-"""PostgreSQL connections: statements prepared per connection, plans always custom."""
+"""PostgreSQL connections: statements a connection repeats are prepared."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from django.db import connection
 pytestmark = pytest.mark.django_db
 
 
-def test_plans_are_made_for_the_values_at_hand() -> None:
+def test_the_plan_cache_mode_is_set_on_every_connection() -> None:
+    assert "-c plan_cache_mode=auto" in connection.settings_dict["OPTIONS"]["options"]
     with connection.cursor() as cursor:
         cursor.execute("SHOW plan_cache_mode")
-        assert cursor.fetchone() == ("force_custom_plan",)
+        assert cursor.fetchone() == ("auto",)
 
 
 def test_repeated_statements_are_prepared() -> None:
