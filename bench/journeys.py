@@ -375,7 +375,6 @@ def _due_left() -> bool:
 
 def _advance(args: argparse.Namespace, versions: dict[str, int]) -> None:
     from django.conf import settings
-    from django.db import connections
 
     started = time.perf_counter()
     _customers_seed(args.enrollments)
