@@ -5,10 +5,11 @@ Prints, on real PostgreSQL, Redis, Celery workers and gunicorn:
 1. Runner throughput. ``--enrollments`` customers (set-based) are enrolled, due now, in a
    live two-step journey (send, then wait two days; bulk insert), once with an email send
    step and once with an SMS one (``--channels``). A Celery worker on the ``journeys``
-   queue (``-c 2``, a fresh one per channel) runs ``journeys.enrollments_advance`` chains, one per pool process, that
-   claim due enrollments in batches of ``JOURNEYS_ADVANCE_BATCH`` with ``SKIP LOCKED`` and
-   hand each send to ``messages_request`` (policy, render, outbox row). Enrollments moved
-   to ``waiting`` per second, from the first claim to the moment none is due, with the CPU
+   queue (``-c 2``, a fresh one per channel) runs ``journeys.enrollments_advance`` chains,
+   one per pool process, that claim due enrollments in batches of
+   ``JOURNEYS_ADVANCE_BATCH`` with ``SKIP LOCKED`` and hand each send to
+   ``messages_request`` (policy, render, outbox row). Enrollments moved to ``waiting`` per
+   second, from the first claim to the moment none is due, with the CPU
    split (worker, PostgreSQL, this script); then the database is checked: every enrollment
    waiting with exactly one message, no customer with two, one step run per enrollment
    linked to its message. The send tasks the batches queue are purged, not run: sending
