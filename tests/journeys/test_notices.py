@@ -13,6 +13,7 @@ from django.core import mail
 
 from consent.models import Topic
 from customers.models import Customer
+from journeys import notices
 from journeys.enrollment import enroll, entries_from_outcomes
 from journeys.exits import exits_apply
 from journeys.models import Enrollment, Notice, StepRun, Team, WebhookEndpoint
@@ -308,6 +309,34 @@ def test_a_notice_claimed_by_a_worker_that_died_is_sent_again_later(
 
     notice.refresh_from_db()
     assert (notice.status, notice.attempts, len(http_server.requests)) == ("delivered", 2, 1)
+
+
+def test_a_slow_worker_whose_claim_was_taken_over_does_not_overwrite_the_new_claim(
+    ready: None,
+    http_server: RecordingServer,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given: worker A claims the notice at NOW and is still sending when its claim goes stale
+    notice = webhook_notice(http_server)
+    Notice.objects.filter(pk=notice.pk).update(next_attempt_at=NOW)
+    later = NOW + dt.timedelta(seconds=301)
+    taken: list[Notice] = []
+
+    def slow_send(claimed: Notice, backends: Any) -> Exception | None:
+        taken.extend(notices._claim(later, 10))  # meanwhile worker B takes the claim over
+        return TimeoutError("worker A's request timed out")
+
+    monkeypatch.setattr(notices, "_send", slow_send)
+
+    # when: worker A records its failure while B is still sending
+    assert notices_send(now=NOW) == 1
+
+    # then: B's claim stands, and B's result is the one recorded
+    notice.refresh_from_db()
+    assert (notice.status, notice.claimed_at, notice.attempts) == ("sending", later, 2)
+    notices._record(taken[0], None, later)
+    notice.refresh_from_db()
+    assert (notice.status, notice.claimed_at, notice.last_error) == ("delivered", None, "")
 
 
 def test_a_team_webhook_is_signed_with_the_webhook_secret(

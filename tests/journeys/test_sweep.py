@@ -167,6 +167,27 @@ def test_an_event_its_hook_handed_on_is_not_enrolled_twice(ready: None) -> None:
     assert Enrollment.objects.count() == 1
 
 
+def test_more_than_a_batch_up_to_the_mark_is_read_over_several_rounds(ready: None) -> None:
+    # given: five lost events a journey is triggered by, marked; the sweep reads two a round
+    event_journey()
+    start = timezone.now()
+    events_sweep(now=start)
+    lost = [EventFactory(name="Plan Upgraded", received_at=start) for _ in range(5)]
+    events_sweep(now=start)  # the mark
+    after_mark = EventFactory(name="Plan Upgraded", received_at=start)
+
+    # when: rounds after the grace, two events each, until the mark is reached
+    rounds = [events_sweep(now=start + GRACE, batch=2) for _ in range(4)]
+
+    # then: 2 + 2 + 1 up to the mark, then a new mark (which waits its own grace)
+    assert rounds == [2, 2, 1, 0]
+    keys = set(Enrollment.objects.values_list("entry_key", flat=True))
+    assert keys == {f"event:{e.pk}" for e in lost}
+    cursor = SweepCursor.objects.get(name="events")
+    assert (cursor.last_id, cursor.mark_id) == (lost[-1].pk, after_mark.pk)
+    assert events_sweep(now=start + 2 * GRACE, batch=2) == 1
+
+
 def test_with_no_journey_caring_about_events_the_sweep_reads_none(ready: None) -> None:
     start = timezone.now()
     events_sweep(now=start)
