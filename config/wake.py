@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from typing import Any, Final
 
 import redis
@@ -62,6 +63,21 @@ def woken(task: Any) -> None:
         client.delete(_PREFIX + task.name)
     except redis.RedisError:
         logger.warning("wake-up flag for %s could not be cleared", task.name)
+
+
+def drain(task: Any, work: Callable[[], int], rounds: int) -> int:
+    """The body of a drain task: clear its wake-up flag, run up to ``rounds`` batches of
+    ``work`` (each returns how much it did), then queue ``task`` again if there may be more,
+    so one busy queue never pins a worker process. Returns how much was done."""
+    woken(task)
+    done = 0
+    for _ in range(rounds):
+        did = work()
+        done += did
+        if did == 0:
+            return done
+    task.delay()
+    return done
 
 
 def wakes_forget() -> None:

@@ -19,11 +19,12 @@ from typing import Any, Final
 
 import orjson
 from django.conf import settings
-from django.db import connection, models, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from config.cache import cached
 from config.durability import commit_async
+from config.recordset import recordset
 from customers.models import Customer
 from journeys.graph import (
     BranchStep,
@@ -200,30 +201,12 @@ _STEP_RUN_FIELDS: Final = [
     "message_id",
     "at",
 ]
-_PG_TYPES: Final = {
-    "BigAutoField": "bigint",
-    "ForeignKey": "bigint",
-    "BigIntegerField": "bigint",
-    "PositiveIntegerField": "integer",
-    "CharField": "text",
-    "DateTimeField": "timestamptz",
-    "JSONField": "jsonb",
-}
-
-
-def _recordset(model: type[models.Model], names: Sequence[str]) -> tuple[list[str], str]:
-    """The columns of ``names`` and the ``jsonb_to_recordset`` row type that reads them."""
-    fields = {f.name: f for f in model._meta.concrete_fields}
-    columns = [fields[name].column for name in names]
-    types = [_PG_TYPES[fields[name].get_internal_type()] for name in names]
-    typed = ", ".join(f"{c} {t}" for c, t in zip(columns, types, strict=True))
-    return columns, typed
 
 
 @functools.cache
 def _update_sql() -> str:
-    _, typed = _recordset(Enrollment, ["id", *_FIELDS])
-    assignments = ", ".join(f"{c} = t.{c}" for c in _recordset(Enrollment, _FIELDS)[0])
+    _, typed = recordset(Enrollment, ["id", *_FIELDS])
+    assignments = ", ".join(f"{c} = t.{c}" for c in recordset(Enrollment, _FIELDS)[0])
     return (
         f"UPDATE {Enrollment._meta.db_table} e SET {assignments} "  # noqa: S608 - model names
         f"FROM jsonb_to_recordset(%s::jsonb) AS t({typed}) "
@@ -236,7 +219,7 @@ def _update_sql() -> str:
 
 @functools.cache
 def _insert_sql() -> str:
-    columns, typed = _recordset(StepRun, _STEP_RUN_FIELDS)
+    columns, typed = recordset(StepRun, _STEP_RUN_FIELDS)
     listed = ", ".join(columns)
     return (
         f"INSERT INTO {StepRun._meta.db_table} ({listed}) "  # noqa: S608 - the model's names
@@ -287,7 +270,7 @@ def step_runs_insert(runs: Sequence[Run]) -> None:
         )
         return
     # Columns are attribute names here (enrollment_id, message_id).
-    columns, _ = _recordset(StepRun, _STEP_RUN_FIELDS)
+    columns, _ = recordset(StepRun, _STEP_RUN_FIELDS)
     rows = [{column: getattr(run, column) for column in columns} for run in runs]
     with connection.cursor() as cursor:
         cursor.execute(_insert_sql(), [_json(rows)])

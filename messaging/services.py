@@ -25,6 +25,7 @@ from django.db import connection, models, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from config.recordset import recordset
 from consent import links
 from consent.models import Channel, Topic
 from customers.locks import customers_advisory_lock
@@ -167,46 +168,27 @@ def _decide(
     ]
 
 
-_PG_TYPES = {
-    "CharField": "text",
-    "ForeignKey": "bigint",
-    "JSONField": "jsonb",
-    "BooleanField": "boolean",
-    "IntegerField": "integer",
-    "PositiveIntegerField": "integer",
-    "DateTimeField": "timestamptz",
-    "BigAutoField": "bigint",
-    "AutoField": "bigint",
-}
-
-
+@functools.cache
 def _insert_sql() -> tuple[list[str], str]:
-    fields = list(Message._meta.concrete_fields)
-    columns = [f.column for f in fields]
-    typed = ", ".join(f"{f.column} {_PG_TYPES[f.get_internal_type()]}" for f in fields)
-    sql = (
-        f"INSERT INTO {Message._meta.db_table} ({', '.join(columns)}) "  # noqa: S608 - model names
-        f"SELECT {', '.join(columns)} FROM jsonb_to_recordset(%s::jsonb) AS t({typed})"
+    """The message columns (also the attribute names) and the insert statement."""
+    columns, typed = recordset(Message)
+    listed = ", ".join(columns)
+    return columns, (
+        f"INSERT INTO {Message._meta.db_table} ({listed}) "  # noqa: S608 - model names
+        f"SELECT {listed} FROM jsonb_to_recordset(%s::jsonb) AS t({typed})"
     )
-    return [f.attname for f in fields], sql
-
-
-_INSERT: tuple[list[str], str] | None = None
 
 
 def messages_insert(rows: Sequence[Message]) -> None:
     """Insert decided messages in one statement (PostgreSQL: the batch travels as one JSON
     document, where ``bulk_create`` spent more time preparing values than the database
     spent inserting them)."""
-    global _INSERT
     if not rows:
         return
     if connection.vendor != "postgresql":
         Message.objects.bulk_create(rows)
         return
-    if _INSERT is None:
-        _INSERT = _insert_sql()
-    names, sql = _INSERT
+    names, sql = _insert_sql()
     document = orjson.dumps([{name: getattr(row, name) for name in names} for row in rows])
     with connection.cursor() as cursor:
         cursor.execute(sql, [document.decode()])

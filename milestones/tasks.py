@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from config.wake import wake, woken
+from config.wake import drain, wake
 from milestones import backfill, evaluation, sweep
 
 
@@ -12,15 +12,7 @@ from milestones import backfill, evaluation, sweep
 def evaluate_task(rounds: int = 20) -> int:
     """Drain pending evaluations: up to ``rounds`` batches, then hand over to a fresh task
     so one busy queue never pins a worker process forever. Returns pairs evaluated."""
-    woken(evaluate_task)
-    evaluated = 0
-    for _ in range(rounds):
-        summary = evaluation.pending_evaluate()
-        evaluated += summary.pairs
-        if summary.pairs == 0:
-            return evaluated
-    evaluate_task.delay()
-    return evaluated
+    return drain(evaluate_task, lambda: evaluation.pending_evaluate().pairs, rounds)
 
 
 @shared_task(name="milestones.deadlines_sweep", ignore_result=True)

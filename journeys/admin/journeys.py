@@ -8,6 +8,7 @@ import dataclasses
 import datetime as dt
 import json
 import re
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Final
 
@@ -471,29 +472,33 @@ class JourneyAdmin(ServiceButtonsMixin):
         return self._back(journey)
 
     def pause_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        journey = self._target(request, object_id)
-        try:
-            journey_pause(journey_id=journey.pk, user=request.user)  # type: ignore[arg-type]
-        except JourneyInvalid as exc:
-            messages.error(request, f"Not paused: {exc}")
-        else:
-            messages.success(
-                request,
-                f"Paused “{journey}”: nobody enters or moves on; enrollments keep their "
-                "place until it goes live again.",
-            )
-        return self._back(journey)
+        return self._status_change(
+            request, object_id, journey_pause, "Not paused",
+            "Paused “{}”: nobody enters or moves on; enrollments keep their place until it "
+            "goes live again.",
+        )  # fmt: skip
 
     def archive_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return self._status_change(
+            request, object_id, journey_archive, "Not archived",
+            "Archived “{}”: it stops for good; its history is kept.",
+        )  # fmt: skip
+
+    def _status_change(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        service: Callable[..., None],
+        refused: str,
+        done: str,
+    ) -> HttpResponse:
         journey = self._target(request, object_id)
         try:
-            journey_archive(journey_id=journey.pk, user=request.user)  # type: ignore[arg-type]
+            service(journey_id=journey.pk, user=request.user)
         except JourneyInvalid as exc:
-            messages.error(request, f"Not archived: {exc}")
+            messages.error(request, f"{refused}: {exc}")
         else:
-            messages.success(
-                request, f"Archived “{journey}”: it stops for good; its history is kept."
-            )
+            messages.success(request, done.format(journey))
         return self._back(journey)
 
     def migrate_view(self, request: HttpRequest, object_id: str) -> HttpResponse:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from config.wake import wake, woken
+from config.wake import drain, wake, woken
 
 
 class Task:
@@ -65,5 +65,25 @@ def test_a_wake_whose_task_could_not_be_queued_leaves_no_flag_behind() -> None:
     task = Task("tests.drain")
 
     wake(task)
+
+    assert task.queued == 1
+
+
+def test_a_drain_stops_at_the_first_empty_batch_and_clears_its_flag() -> None:
+    task = Task("tests.drain")
+    wake(task)
+    batches = iter([3, 2, 0, 5])
+
+    assert drain(task, lambda: next(batches), rounds=10) == 5
+
+    assert task.queued == 1  # not queued again: the queue was empty
+    wake(task)  # the flag was cleared as the drain started
+    assert task.queued == 2
+
+
+def test_a_drain_that_uses_all_its_rounds_queues_itself_again() -> None:
+    task = Task("tests.drain")
+
+    assert drain(task, lambda: 4, rounds=3) == 12
 
     assert task.queued == 1
