@@ -88,4 +88,11 @@ def _connections_tidy(task: Any = None, **kwargs: Any) -> None:
         close_old_connections()
 
 
+@signals.worker_process_init.connect
+def _collector_tune(**kwargs: Any) -> None:
+    from config.collector import collector_tune
+
+    collector_tune()
+
+
 app.autodiscover_tasks()

@@ -223,6 +223,11 @@ INGEST_KEY_CACHE_SECONDS: int = env.int("INGEST_KEY_CACHE_SECONDS", default=10)
 # templates, topics, caps, region policies, quiet hours, stages, webhook endpoints): a change
 # made in another process takes effect within this many seconds (config/cache.py).
 CONFIG_CACHE_SECONDS: float = env.float("CONFIG_CACHE_SECONDS", default=5.0)
+# Python's garbage collector in workers and web processes (config/collector.py): three
+# generation thresholds; empty keeps CPython's (700, 10, 10).
+GC_THRESHOLDS: list[int] = env.list("GC_THRESHOLDS", cast=int, default=[50_000, 20, 20])
+if len(GC_THRESHOLDS) not in (0, 3) or any(n < 0 for n in GC_THRESHOLDS):
+    raise ImproperlyConfigured("GC_THRESHOLDS: give three counts, e.g. 50000,20,20, or nothing")
 # --- Milestones -----------------------------------------------------------------------------
 # How long a process trusts its index of active milestone versions.
 MILESTONES_REGISTRY_SECONDS: int = env.int("MILESTONES_REGISTRY_SECONDS", default=5)
