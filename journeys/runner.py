@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from config.cache import cached
 from config.durability import commit_async
+from config.plans import planned_each_time
 from config.recordset import recordset
 from customers.models import Customer
 from journeys.graph import (
@@ -212,7 +213,7 @@ def _update_sql() -> str:
         f"FROM jsonb_to_recordset(%s::jsonb) AS t({typed}) "
         # The id array lets the planner probe the primary key: jsonb_to_recordset is
         # estimated at 100 rows whatever it holds, which can pick a hash join over a
-        # sequential scan of the whole table.
+        # sequential scan of the whole table (and see config/plans.py).
         "WHERE e.id = t.id AND e.id = ANY(%s::bigint[])"
     )
 
@@ -241,7 +242,7 @@ def enrollments_write(enrollments: Sequence[Enrollment]) -> None:
         Enrollment.objects.bulk_update(enrollments, _FIELDS)
         return
     rows = [{"id": e.pk, **{name: getattr(e, name) for name in _FIELDS}} for e in enrollments]
-    with connection.cursor() as cursor:
+    with planned_each_time(), connection.cursor() as cursor:
         cursor.execute(_update_sql(), [_json(rows), [e.pk for e in enrollments]])
 
 

@@ -23,6 +23,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from config.plans import planned_each_time
 from consent.models import AddressKind, SuppressionReason
 from consent.services import suppression_add
 from messaging import reasons
@@ -242,7 +243,7 @@ def _record_sent(results: Sequence[tuple[Claimed, Sent]]) -> int:
         for message, result in results:
             _record(message, result)
         return len(results)
-    with connection.cursor() as cursor:
+    with planned_each_time(), connection.cursor() as cursor:  # a join to arrays
         cursor.execute(
             f"UPDATE {Message._meta.db_table} m SET status = 'sent', provider_id = t.provider_id, "  # noqa: S608 - model names
             "sent_at = %s, updated_at = %s "

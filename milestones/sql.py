@@ -18,6 +18,7 @@ from django.db import connection
 from psycopg.types.datetime import TimestamptzBinaryLoader
 from psycopg.types.json import set_json_loads
 
+from config.plans import planned_each_time
 from customers.ingest.sql import PreparedCursor
 from customers.models import Event
 from milestones.models import MilestoneOutcome, PendingEvaluation, Progress, ProgressState
@@ -125,13 +126,14 @@ def progress_lock(pairs: Collection[tuple[int, int]]) -> list[Row]:
             )
         return found
     names = ", ".join(f"p.{name}" for name in _ROW_FIELDS)
-    rows = execute(
-        f"SELECT {names} FROM {_PROGRESS} p"  # noqa: S608
-        " JOIN unnest(%s::bigint[], %s::bigint[]) AS t(v, s)"
-        " ON p.version_id = t.v AND p.subject_id = t.s"
-        " ORDER BY p.version_id, p.subject_id FOR UPDATE OF p",
-        [[v for v, _ in ordered], [s for _, s in ordered]],
-    )
+    with planned_each_time():  # a join to arrays (config/plans.py)
+        rows = execute(
+            f"SELECT {names} FROM {_PROGRESS} p"  # noqa: S608
+            " JOIN unnest(%s::bigint[], %s::bigint[]) AS t(v, s)"
+            " ON p.version_id = t.v AND p.subject_id = t.s"
+            " ORDER BY p.version_id, p.subject_id FOR UPDATE OF p",
+            [[v for v, _ in ordered], [s for _, s in ordered]],
+        )
     return [Row(**dict(zip(_ROW_FIELDS, values, strict=True))) for values in rows]
 
 
@@ -243,13 +245,14 @@ def progress_write(rows: Sequence[Row]) -> None:
     columns = (("id", "bigint"), *PROGRESS_COLUMNS)
     assignments = ", ".join(f"{name} = r.{name}" for name, _ in PROGRESS_COLUMNS)
     document = [{"id": row.id, **_progress_values(row)} for row in rows]
-    execute(
-        f"UPDATE {_PROGRESS} AS p SET {assignments}"  # noqa: S608
-        f" FROM jsonb_to_recordset(%s::jsonb) AS r({_record_type(columns)})"
-        # The id array keeps the plan on the primary key (runner.enrollments_write).
-        " WHERE p.id = r.id AND p.id = ANY(%s::bigint[])",
-        [_document(document), [row.id for row in rows]],
-    )
+    with planned_each_time():  # a join to a JSON document (config/plans.py)
+        execute(
+            f"UPDATE {_PROGRESS} AS p SET {assignments}"  # noqa: S608
+            f" FROM jsonb_to_recordset(%s::jsonb) AS r({_record_type(columns)})"
+            # The id array keeps the plan on the primary key (runner.enrollments_write).
+            " WHERE p.id = r.id AND p.id = ANY(%s::bigint[])",
+            [_document(document), [row.id for row in rows]],
+        )
 
 
 @dataclasses.dataclass(slots=True, kw_only=True)

@@ -17,6 +17,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from config.cache import cached
+from config.plans import planned_each_time
 from customers.models import Customer
 from milestones.conditions import ConditionError
 from milestones.models import LifecycleStage, Progress, StageChange, Unit
@@ -182,16 +183,17 @@ def _stages_apply(changes: Sequence[StageChangeRecord], *, cause: str) -> None:
     if not changes:
         return
     if connection.vendor == "postgresql":
-        sql_execute(
-            _STAGES_APPLY_SQL,
-            {
-                "ids": [c.customer_id for c in changes],
-                "from": [c.from_stage for c in changes],
-                "to": [c.to_stage for c in changes],
-                "now": changes[0].changed_at,
-                "cause": cause,
-            },
-        )
+        with planned_each_time():  # a join to arrays (config/plans.py)
+            sql_execute(
+                _STAGES_APPLY_SQL,
+                {
+                    "ids": [c.customer_id for c in changes],
+                    "from": [c.from_stage for c in changes],
+                    "to": [c.to_stage for c in changes],
+                    "now": changes[0].changed_at,
+                    "cause": cause,
+                },
+            )
     else:
         by_stage: dict[str, list[int]] = {}
         for change in changes:
