@@ -17,6 +17,7 @@ from config.collector import collector_tune
 @pytest.fixture(autouse=True)
 def collector_restored() -> Iterator[None]:
     thresholds = gc.get_threshold()
+    gc.unfreeze()  # whatever an earlier test's worker froze
     yield
     gc.unfreeze()
     gc.set_threshold(*thresholds)
