@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gc
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -58,6 +59,17 @@ def _fresh_key_cache() -> Iterator[None]:
     yield
     source_cache_clear()
     caches_forget()
+
+
+@pytest.fixture(autouse=True)
+def _interpreter_collector() -> Iterator[None]:
+    # An in-process test worker tunes the collector as a pool process does
+    # (config/collector.py); the test process keeps CPython's own, and nothing frozen, so a
+    # connection a test thread left behind is collected and closed before teardown.
+    thresholds = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
 
 
 @pytest.fixture(autouse=True)

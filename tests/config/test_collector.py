@@ -5,22 +5,11 @@ from __future__ import annotations
 
 import gc
 import importlib
-from collections.abc import Iterator
 
-import pytest
 from celery import signals
 from django.test import override_settings
 
 from config.collector import collector_tune
-
-
-@pytest.fixture(autouse=True)
-def collector_restored() -> Iterator[None]:
-    thresholds = gc.get_threshold()
-    gc.unfreeze()  # whatever an earlier test's worker froze
-    yield
-    gc.unfreeze()
-    gc.set_threshold(*thresholds)
 
 
 @override_settings(GC_THRESHOLDS=[12_345, 7, 3])
