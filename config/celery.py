@@ -7,12 +7,15 @@ and a task whose worker dies is redelivered.
 
 from __future__ import annotations
 
+import logging.config
 import os
 from typing import Any
 
 from celery import Celery, signals
 from django.db import close_old_connections
 from kombu import Exchange, Queue
+
+from config.logs import request_id_publish, task_context_enter, task_context_exit
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -93,6 +96,22 @@ def _collector_tune(**kwargs: Any) -> None:
     from config.collector import collector_tune
 
     collector_tune()
+
+
+# Log lines name their task, and the request whose work it is (config/logs.py).
+signals.before_task_publish.connect(request_id_publish)
+signals.task_prerun.connect(task_context_enter)
+signals.task_postrun.connect(task_context_exit)
+
+
+@signals.setup_logging.connect
+def _logging_configure(**kwargs: Any) -> None:
+    # Workers and beat log through LOGGING (LOG_LEVEL, LOG_FORMAT, the context filter) like
+    # the web: left alone, Celery replaces the root logger's handlers with its own format and
+    # gives task loggers a handler of their own.
+    from django.conf import settings
+
+    logging.config.dictConfig(settings.LOGGING)
 
 
 app.autodiscover_tasks()

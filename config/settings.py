@@ -13,6 +13,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from config.logs import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
@@ -48,15 +50,20 @@ INSTALLED_APPS = [
     "journeys",
     "messaging",
     "consent",
+    "audit",
+    "ops",
 ]
 
 MIDDLEWARE = [
+    # First, so every response (redirects and errors included) carries its X-Request-ID.
+    "config.logs.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "audit.context.AuditActorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -157,7 +164,7 @@ X_FRAME_OPTIONS = "DENY"
 # Admin messages can carry a new key shown once; keep them server-side, not in a cookie.
 MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 # Health checks from a load balancer arrive over plain HTTP on the private network.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 
 # --- Email ----------------------------------------------------------------------------------
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="smtp://localhost:25")
@@ -321,6 +328,16 @@ MESSAGING_LINK_MAX_AGE_DAYS: int = env.int("MESSAGING_LINK_MAX_AGE_DAYS", defaul
 # Django's own request body cap must admit a full batch.
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(INGEST_MAX_BATCH_BYTES + 1024, 2_621_440)
 
+# --- Operations: /readyz and /metrics (ops/) ------------------------------------------------
+# GET /metrics answers a bearer of this token ('Authorization: Bearer <token>'); empty: 403.
+METRICS_TOKEN: str = env.str("METRICS_TOKEN", default="")
+# The trailing window of the *_recent metrics (outcomes, messages by status and reason).
+METRICS_WINDOW_SECONDS: int = env.int("METRICS_WINDOW_SECONDS", default=300)
+# /readyz fails when the beat heartbeat (maintenance.beat_heartbeat, every 15 s) is older.
+READYZ_BEAT_MAX_AGE_SECONDS: int = env.int("READYZ_BEAT_MAX_AGE_SECONDS", default=90)
+if METRICS_WINDOW_SECONDS <= 0 or READYZ_BEAT_MAX_AGE_SECONDS <= 0:
+    raise ImproperlyConfigured("METRICS_WINDOW_SECONDS and READYZ_BEAT_MAX_AGE_SECONDS must be > 0")
+
 # --- Celery ---------------------------------------------------------------------------------
 CELERY_BROKER_URL: str = env.str("CELERY_BROKER_URL", default="filesystem://")
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
@@ -360,18 +377,21 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "journeys-sweep": {"task": "journeys.outcomes_sweep", "schedule": 60.0},
     "journeys-events-sweep": {"task": "journeys.events_sweep", "schedule": 60.0},
     "journeys-stages-sweep": {"task": "journeys.stage_changes_sweep", "schedule": 60.0},
+    # Proof that beat is scheduling, read by /readyz (ops/models.py says why not last_run_at).
+    # A heartbeat no worker took within a minute is dropped: a later one says it better.
+    "maintenance-beat-heartbeat": {
+        "task": "maintenance.beat_heartbeat",
+        "schedule": 15.0,
+        "options": {"expire_seconds": 60},
+    },
 }
 
 # --- Logging --------------------------------------------------------------------------------
 LOG_LEVEL: str = env.str("LOG_LEVEL", default="INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
-}
+# plain: one readable line per record; json: one JSON object per line, for a log pipeline.
+# Both name the request (X-Request-ID) and the task a line belongs to (config/logs.py).
+LOG_FORMAT: str = env.str("LOG_FORMAT", default="plain")
+LOGGING = logging_config(level=LOG_LEVEL, log_format=LOG_FORMAT)
 
 # --- Messaging channels (backends) ---------------------------------------------------------
 # Secrets come only from the environment and are empty by default: a backend used without

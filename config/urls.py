@@ -2,10 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from config import views
-
 urlpatterns = [
-    path("healthz", views.healthz, name="healthz"),
+    path("", include("ops.urls")),  # /healthz, /readyz, /metrics
     path("admin/", admin.site.urls),
     path("v1/", include("customers.ingest.urls")),
     path("m/", include("messaging.urls")),

@@ -22,6 +22,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import ngettext
 
+from audit.admin import AuditTrailMixin
 from consent.gdpr_admin import customer_admin_extend
 from consent.models import (
     AddressKind,
@@ -96,7 +97,7 @@ class _PerCustomerAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(Topic)
-class TopicAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class TopicAdmin(AuditTrailMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("key", "name", "is_transactional", "is_active", "created_at")
     list_filter = ("is_transactional", "is_active")
     search_fields = ("key", "name")
@@ -402,7 +403,7 @@ class SuppressionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(RegionPolicy)
-class RegionPolicyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class RegionPolicyAdmin(AuditTrailMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("region", "mode", "requires_double_opt_in")
     list_filter = ("mode", "requires_double_opt_in")
     search_fields = ("region",)
@@ -437,7 +438,7 @@ class QuietHoursForm(forms.ModelForm):  # type: ignore[type-arg]
 
 
 @admin.register(QuietHours)
-class QuietHoursAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class QuietHoursAdmin(AuditTrailMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     form = QuietHoursForm
     list_display = ("channel", "window", "is_active")
     list_filter = ("is_active",)

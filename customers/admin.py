@@ -24,6 +24,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.translation import ngettext
 
+from audit.admin import AuditTrailMixin
 from customers.contact import InvalidContact, phone_e164, time_zone_check
 from customers.models import (
     Account,
@@ -435,7 +436,7 @@ class SourceAddForm(forms.ModelForm):  # type: ignore[type-arg]
 
 
 @admin.register(Source)
-class SourceAdmin(_KeyAdmin):
+class SourceAdmin(AuditTrailMixin, _KeyAdmin):
     add_form = SourceAddForm
     list_display = ("name", "key_prefix", "is_active", "created_at", "created_by")
     list_filter = ("is_active",)
@@ -469,7 +470,7 @@ class ApiTokenAddForm(forms.ModelForm):  # type: ignore[type-arg]
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(_KeyAdmin):
+class ApiTokenAdmin(AuditTrailMixin, _KeyAdmin):
     add_form = ApiTokenAddForm
     add_fields = ("user", "name")
     list_display = ("name", "user", "key_prefix", "is_active", "created_at", "last_used_at")

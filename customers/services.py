@@ -13,6 +13,7 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.db.models import QuerySet
 
 from customers.keys import key_generate
 from customers.models import (
@@ -202,12 +203,22 @@ def sources_deactivate(*, source_ids: list[int]) -> int:
     Ingest caches key hits per process, so a key stops working everywhere within
     ``INGEST_KEY_CACHE_SECONDS``, not at once.
     """
-    return Source.objects.filter(pk__in=source_ids, is_active=True).update(is_active=False)
+    return _deactivate(Source.objects.filter(pk__in=source_ids, is_active=True))
 
 
 def api_tokens_deactivate(*, token_ids: list[int]) -> int:
     """Turn off API tokens; returns how many were active."""
-    return ApiToken.objects.filter(pk__in=token_ids, is_active=True).update(is_active=False)
+    return _deactivate(ApiToken.objects.filter(pk__in=token_ids, is_active=True))
+
+
+def _deactivate(keys: QuerySet[Source] | QuerySet[ApiToken]) -> int:
+    # Row by row through save(): each key's deactivation goes into the audit trail.
+    with transaction.atomic():
+        rows: list[Source | ApiToken] = list(keys.select_for_update())
+        for row in rows:
+            row.is_active = False
+            row.save(update_fields=["is_active"])
+    return len(rows)
 
 
 def devices_deactivate(*, device_ids: list[int]) -> int:

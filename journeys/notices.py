@@ -30,7 +30,7 @@ from typing import Any, Final
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from config.cache import cached
@@ -101,7 +101,10 @@ def _endpoints() -> tuple[WebhookEndpoint, ...]:
 
 def endpoint_secret_rotate(endpoint_id: int) -> None:
     """A new signing secret for the endpoint; the old one stops verifying at once."""
-    WebhookEndpoint.objects.filter(pk=endpoint_id).update(secret_version=F("secret_version") + 1)
+    with transaction.atomic():  # through save(), for the audit trail
+        endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint_id)
+        endpoint.secret_version += 1
+        endpoint.save(update_fields=["secret_version"])
     endpoints_forget()
 
 

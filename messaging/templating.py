@@ -139,9 +139,11 @@ def template_activate(*, template_id: int, user_id: int | None = None) -> Templa
 
 def template_archive(*, template_id: int) -> None:
     """Stop sending a template: requests naming it are refused from now on."""
-    Template.objects.filter(pk=template_id).update(
-        status=TemplateStatus.ARCHIVED, active_version=None, updated_at=timezone.now()
-    )
+    with transaction.atomic():  # through save(), for the audit trail
+        template = Template.objects.select_for_update().get(pk=template_id)
+        template.status, template.active_version = TemplateStatus.ARCHIVED, None
+        template.updated_at = timezone.now()
+        template.save(update_fields=["status", "active_version", "updated_at"])
     templates_by_key.forget()
 
 

@@ -36,6 +36,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from audit.admin import AuditTrailMixin
 from config.admin_buttons import ServiceButtonsMixin
 from customers.admin import AccountAdmin, CappedCountPaginator, CustomerAdmin
 from customers.models import Account, Customer
@@ -204,7 +205,7 @@ class _Button:
 
 
 @admin.register(MilestoneDefinition)
-class MilestoneDefinitionAdmin(ServiceButtonsMixin):
+class MilestoneDefinitionAdmin(AuditTrailMixin, ServiceButtonsMixin):
     form = DefinitionForm
     list_display = (
         "key",
@@ -640,7 +641,7 @@ class DefinitionChangeAdmin(_ReadOnlyAdmin):
 
 
 @admin.register(LifecycleStage)
-class LifecycleStageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class LifecycleStageAdmin(AuditTrailMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     form = LifecycleStageForm
     list_display = ("key", "name", "priority", "is_active", "rules_text")
     list_filter = ("is_active",)

@@ -28,6 +28,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
+from audit.admin import AuditTrailMixin
 from config.admin_buttons import ServiceButtonsMixin
 from customers.admin import CappedCountPaginator
 from journeys.admin.forms import JourneyForm
@@ -132,7 +133,7 @@ class JourneyChangeList(ChangeList):
 
 
 @admin.register(Journey)
-class JourneyAdmin(ServiceButtonsMixin):
+class JourneyAdmin(AuditTrailMixin, ServiceButtonsMixin):
     form = JourneyForm
     list_display = ("name", "key", "status", "trigger", "live_version", "enrolled", "in_progress")
     list_filter = ("status",)

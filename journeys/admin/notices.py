@@ -18,6 +18,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import ngettext
 
+from audit.admin import AuditTrailMixin
 from config.admin_buttons import ServiceButtonsMixin
 from journeys.models import Notice, NoticeStatus, Team, WebhookEndpoint, WebhookEvent
 from journeys.notices import endpoint_secret, endpoint_secret_rotate, notices_retry
@@ -29,7 +30,7 @@ _URLS: Final[Mapping[type[models.Field[Any, Any]], Mapping[str, Any]]] = {
 
 
 @admin.register(Team)
-class TeamAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class TeamAdmin(AuditTrailMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     formfield_overrides = _URLS
     list_display = ("key", "name", "email", "webhook_url")
     fieldsets = (
@@ -62,7 +63,7 @@ class EndpointForm(forms.ModelForm):  # type: ignore[type-arg]
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(ServiceButtonsMixin):
+class WebhookEndpointAdmin(AuditTrailMixin, ServiceButtonsMixin):
     form = EndpointForm
     formfield_overrides = _URLS
     list_display = ("name", "url", "event_list", "is_active", "delivered", "failed")

@@ -7,6 +7,7 @@ from typing import Any, Final
 from django import forms
 from django.contrib import admin
 
+from audit.admin import AuditTrailMixin
 from messaging.models import CapScope, FrequencyCap
 from milestones.forms import WindowField, window_text
 
@@ -64,7 +65,7 @@ class FrequencyCapForm(forms.ModelForm):  # type: ignore[type-arg]
 
 
 @admin.register(FrequencyCap)
-class FrequencyCapAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class FrequencyCapAdmin(AuditTrailMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     form = FrequencyCapForm
     list_display = ("name", "scope", "applies_to", "limit", "window_label", "is_active")
     list_filter = ("scope", "is_active")

@@ -25,6 +25,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape, format_html
 
+from audit.admin import AuditTrailMixin
 from config.admin_buttons import ServiceButtonsMixin
 from customers.models import Customer
 from messaging.admin.display import rendered_panel
@@ -164,7 +165,7 @@ def template_preview(template: Template, customer_param: str) -> Preview:
 
 
 @admin.register(Template)
-class TemplateAdmin(ServiceButtonsMixin):
+class TemplateAdmin(AuditTrailMixin, ServiceButtonsMixin):
     form = TemplateForm
     list_display = ("key", "name", "channel", "topic", "status", "version_label", "updated_at")
     list_filter = ("status", "channel", "topic")
