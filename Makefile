@@ -7,7 +7,10 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/milepost
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/1
 DEMO_QUEUES := ingest,evaluate,journeys,messages.email,messages.sms,messages.push,maintenance
 
-.PHONY: demo test install lint typecheck migrations-check schema-check pytest bench clean
+# Browser tests drive this Chromium (Debian's package; `make browser` installs it).
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: demo test install browser lint typecheck migrations-check schema-check pytest bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +36,16 @@ demo: $(VENV)/.installed-demo
 	DEBUG=$${DEBUG:-1} DEMO_QUEUES=$(DEMO_QUEUES) PATH="$(CURDIR)/$(BIN):$$PATH" \
 		$(BIN)/honcho --procfile Procfile.demo start
 
-test: install lint typecheck migrations-check schema-check pytest
+test: install browser lint typecheck migrations-check schema-check pytest
+
+# Debian's chromium for the browser tests (tests/browser), installed once.
+browser:
+	@test -x $(CHROMIUM) || { \
+		echo "Installing Debian's chromium for the browser tests"; \
+		SUDO=$$(test "$$(id -u)" -eq 0 || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	@test -x $(CHROMIUM) || { echo "FATAL: $(CHROMIUM) missing" >&2; exit 1; }
 
 lint: install
 	$(BIN)/ruff check .
@@ -52,6 +64,7 @@ pytest: install
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
 	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
 	SECRET_KEY=$${SECRET_KEY:-test-only-secret-key-not-for-production} \
+	CHROMIUM=$(CHROMIUM) \
 		$(BIN)/pytest
 
 bench: install
