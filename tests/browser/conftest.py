@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.db import connection
 from django.test import override_settings
 from playwright.sync_api import Browser, Page, sync_playwright
 
@@ -36,11 +37,19 @@ def chromium(monkeypatch: pytest.MonkeyPatch) -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="session")
-def _plain_http_server() -> Iterator[None]:
+def _plain_http_server(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
     # The live server builds its middleware once, when it starts: plain HTTP must be set
     # before then (tests/conftest.py's per-test override comes too late for it).
     with override_settings(SECURE_SSL_REDIRECT=False, SECURE_HSTS_SECONDS=0):
         yield
+    # Set up after the test database and torn down after the live server: a request
+    # thread the browser kept alive may still hold a connection, which would stop the
+    # test database from being dropped.
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
 
 
 @pytest.fixture
