@@ -52,6 +52,9 @@ INSTALLED_APPS = [
     "consent",
     "audit",
     "ops",
+    "roles",
+    "reports",
+    "audience",
 ]
 
 MIDDLEWARE = [
@@ -337,6 +340,12 @@ METRICS_WINDOW_SECONDS: int = env.int("METRICS_WINDOW_SECONDS", default=300)
 READYZ_BEAT_MAX_AGE_SECONDS: int = env.int("READYZ_BEAT_MAX_AGE_SECONDS", default=90)
 if METRICS_WINDOW_SECONDS <= 0 or READYZ_BEAT_MAX_AGE_SECONDS <= 0:
     raise ImproperlyConfigured("METRICS_WINDOW_SECONDS and READYZ_BEAT_MAX_AGE_SECONDS must be > 0")
+
+# --- Reports: the admin home's dashboard (reports/) -----------------------------------------
+# A process reuses a computed dashboard (per milestone and journey chosen) this long; 0: never.
+REPORTS_CACHE_SECONDS: int = env.int("REPORTS_CACHE_SECONDS", default=60)
+if REPORTS_CACHE_SECONDS < 0:
+    raise ImproperlyConfigured("REPORTS_CACHE_SECONDS must be >= 0")
 
 # --- Celery ---------------------------------------------------------------------------------
 CELERY_BROKER_URL: str = env.str("CELERY_BROKER_URL", default="filesystem://")

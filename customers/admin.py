@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from functools import cached_property
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -382,24 +382,43 @@ class DeviceAdmin(_ReadOnlyAdmin):
 # --- Write keys and API tokens -------------------------------------------------------------
 
 
+#: The role whose members manage keys (roles.definitions); permissions granted one by one
+#: to anybody else do not open keys.
+KEY_MANAGERS: Final = "Admin"
+
+
+def manages_keys(user: Any) -> bool:
+    """Nobody but a superuser or a member of the Admin role manages write keys and tokens.
+    Remembered on the user object for the request, as Django's permission cache is."""
+    if not user.is_active or not user.is_staff:
+        return False
+    if user.is_superuser:
+        return True
+    cached = getattr(user, "_manages_keys", None)
+    if cached is None:
+        cached = user.groups.filter(name=KEY_MANAGERS).exists()
+        user._manages_keys = cached
+    return bool(cached)
+
+
 class _KeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    """Nobody but a superuser manages keys. Keys are deactivated, never deleted."""
+    """Only ``manages_keys`` users see or manage keys. Keys are deactivated, never deleted."""
 
     add_form: type[forms.ModelForm]  # type: ignore[type-arg]
     add_fields: tuple[str, ...] = ("name",)
     key_readonly_fields: tuple[str, ...] = ()
 
     def has_module_permission(self, request: HttpRequest) -> bool:
-        return request.user.is_superuser
+        return manages_keys(request.user)
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.is_superuser
+        return manages_keys(request.user)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return request.user.is_superuser
+        return manages_keys(request.user)
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.is_superuser
+        return manages_keys(request.user)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

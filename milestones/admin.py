@@ -2,7 +2,8 @@
 
 Definitions are written only through ``milestones.services``: the add and change forms
 validate with ``definition_validate`` and save with ``definition_create`` /
-``definition_update`` (which versions an active definition), and the Activate, Archive,
+``definition_update`` (which versions an active definition); the condition is built as rows
+or written as raw JSON (``milestones.condition_editor``). The Activate, Archive,
 Backfill and Dry run buttons are POST-only views that call one service each. What evaluation
 stores (progress, outcomes, backfills, stage history, the change log) is read-only. Lists
 never count a whole table (``CappedCountPaginator``) and compute their statistics and subject
@@ -40,12 +41,12 @@ from audit.admin import AuditTrailMixin
 from config.admin_buttons import ServiceButtonsMixin
 from customers.admin import AccountAdmin, CappedCountPaginator, CustomerAdmin
 from customers.models import Account, Customer
+from milestones.condition_editor import ROW_TYPES, ConditionEditorForm
 from milestones.dryrun import BUCKETS, definition_dry_run
 from milestones.forms import (
     CONDITION_LIMITS,
     CONDITION_TYPES,
     FILTER_HELP,
-    DefinitionForm,
     LifecycleStageForm,
     window_text,
 )
@@ -206,7 +207,7 @@ class _Button:
 
 @admin.register(MilestoneDefinition)
 class MilestoneDefinitionAdmin(AuditTrailMixin, ServiceButtonsMixin):
-    form = DefinitionForm
+    form = ConditionEditorForm
     list_display = (
         "key",
         "name",
@@ -376,6 +377,31 @@ class MilestoneDefinitionAdmin(AuditTrailMixin, ServiceButtonsMixin):
                 ]
             },
         )
+
+    # --- the condition editor (milestones.condition_editor)
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Any = None,
+    ) -> HttpResponse:
+        adminform = context["adminform"]
+        form = adminform.form
+        if isinstance(form, ConditionEditorForm) and "condition" not in adminform.readonly_fields:
+            context.update(
+                condition_formset=form.condition_formset,
+                condition_mode=form["condition_mode"],
+                condition_match=form["condition_match"],
+                condition_json=form["condition"],
+                condition_note=form.condition_note,
+                condition_help=self.condition_help(obj),
+                row_types=ROW_TYPES,
+            )
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     # --- saving through the services
 

@@ -7,6 +7,8 @@ worker carried it. Instead beat sends ``maintenance.beat_heartbeat`` every 15 s 
 records here when it ran, one row per sending process (Celery stamps each message with its
 sender's node name, ``gen<pid>@host``), so two beats running at once show as two rows that
 keep beating. A fresh heartbeat proves beat, the broker and a maintenance worker all work.
+
+``Console`` has no table: it holds the ops console's permission (``ops.view_ops_console``).
 """
 
 from __future__ import annotations
@@ -24,3 +26,18 @@ class BeatHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.origin} at {self.last_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Console(models.Model):
+    """No table: the ops console's place in the admin (``ops/admin.py``) and the holder of
+    its permission, so that a role can be given the console without the models it reads."""
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        permissions = (("view_ops_console", "Can view the ops console"),)
+        verbose_name = "ops console"
+        verbose_name_plural = "ops console"
+
+    def __str__(self) -> str:
+        return "ops console"

@@ -1,5 +1,5 @@
 """Reads for operations: the broker and its queues, pending work's lag, recent counts and
-the beat heartbeats. /readyz and /metrics use them; so will the ops console.
+the beat heartbeats. /readyz, /metrics and the ops console (ops/console.py) use them.
 
 Every read stays cheap however large the tables grow, because a scrape or a load balancer
 runs them every few seconds:
@@ -86,8 +86,8 @@ def database_ping() -> Probe:
 
 def broker_ping(*, timeout: float = BROKER_TIMEOUT_SECONDS) -> Probe:
     """Connect to the Celery broker and ping it, waiting at most ``timeout`` for each."""
-    url = _broker_url()
-    if not _is_redis(url):
+    url = broker_url()
+    if not is_redis_url(url):
         return _kombu_ping(url, timeout)
     try:
         with _redis_client(url, timeout) as client:
@@ -110,8 +110,8 @@ def queue_depths(*, timeout: float = BROKER_TIMEOUT_SECONDS) -> QueueDepths:
     """Messages waiting in each queue of ``config.celery.QUEUES``: the lengths of the Redis
     lists kombu keeps per queue and priority step, in one pipelined round trip. Messages a
     worker has taken but not acknowledged are not waiting (kombu holds them aside)."""
-    url = _broker_url()
-    if not _is_redis(url):
+    url = broker_url()
+    if not is_redis_url(url):
         return QueueDepths(ok=False, detail="unavailable: queue depths need a Redis broker")
     keys = {queue: _queue_keys(queue) for queue in QUEUES}
     try:
@@ -139,13 +139,20 @@ def _queue_keys(queue: str) -> list[str]:
     return [prefix + (f"{queue}{sep}{step}" if step else queue) for step in steps]
 
 
-def _broker_url() -> str:
+def broker_redis(*, timeout: float = BROKER_TIMEOUT_SECONDS) -> redis.Redis | None:
+    """A new client of the broker's Redis, ``timeout`` bounding the connect and each answer,
+    never retrying; None when the broker is not Redis (the demo's filesystem broker)."""
+    url = broker_url()
+    return _redis_client(url, timeout) if is_redis_url(url) else None
+
+
+def broker_url() -> str:
     # A failover list ("redis://a;redis://b") is tried in order by kombu: read the first.
     url: str = settings.CELERY_BROKER_URL
     return url.split(";", 1)[0].strip()
 
 
-def _is_redis(url: str) -> bool:
+def is_redis_url(url: str) -> bool:
     return url.startswith(("redis://", "rediss://", "unix://"))
 
 
