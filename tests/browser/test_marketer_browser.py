@@ -1,19 +1,26 @@
-"""A marketer's day in a real browser: write a template and preview it for a customer,
-build a three-step journey in the step editor and take it live."""
+"""A marketer's day in a real browser, signed in with the Marketer role: build a milestone
+with the condition builder, write a template and preview it for a customer, build a
+three-step journey in the step editor and take it live, read the dashboard's charts and a
+customer's 360 page. And an analyst, who may read but is refused an edit."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, User
+from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from consent.models import Topic
 from journeys.models import Journey, JourneyStatus
 from messaging.models import Template, TemplateStatus
+from milestones.models import MilestoneDefinition
+from milestones.services import definition_activate, definition_create
 from tests.browser.conftest import PASSWORD, shot, sign_in
 from tests.factories import CustomerFactory
+from tests.reports.conftest import achieve, customer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -25,8 +32,40 @@ VARIANTS = {
 }
 
 
+def _staff(username: str, role: str) -> User:
+    user = User.objects.create_user(username, f"{username}@example.com", PASSWORD, is_staff=True)
+    user.groups.add(Group.objects.get(name=role))
+    return user
+
+
 def _marketer() -> None:
-    User.objects.create_superuser("mia", "mia@example.com", PASSWORD)
+    _staff("mia", "Marketer")
+
+
+def test_a_milestone_is_built_with_the_condition_builder(page: Page) -> None:
+    _marketer()
+    sign_in(page, "mia")
+    page.goto("/admin/milestones/milestonedefinition/add/")
+    page.fill("#id_key", "reports-habit")
+    page.fill("#id_name", "Made three reports in a week")
+    page.select_option("#id_kind", "habit")
+    while int(page.input_value("#id_condition_rows-TOTAL_FORMS")) < 1:
+        page.click("#milestone-add-condition")
+    page.select_option('[name="condition_rows-0-type"]', "event_count")
+    page.fill('[name="condition_rows-0-event"]', "Report Created")
+    page.fill('[name="condition_rows-0-at_least"]', "3")
+    page.fill('[name="condition_rows-0-within"]', "7 days")
+    shot(page, "condition-builder")
+    page.click("input[name=_continue]")
+    expect(page.locator(".messagelist")).to_contain_text("was added successfully")
+    shot(page, "milestone-saved")
+    definition = MilestoneDefinition.objects.get(key="reports-habit")
+    assert definition.condition == {
+        "type": "event_count",
+        "event": "Report Created",
+        "at_least": 3,
+        "within": {"days": 7},
+    }
 
 
 def test_a_template_is_written_previewed_for_a_customer_and_activated(page: Page) -> None:
@@ -96,3 +135,60 @@ def test_a_three_step_journey_is_built_in_the_step_editor_and_goes_live(page: Pa
     journey = Journey.objects.get(key="setup-nudge")
     assert journey.status == JourneyStatus.LIVE
     assert [step["key"] for step in journey.active_version.steps] == ["nudge", "pause", "done"]
+
+
+def test_the_dashboard_draws_its_charts(page: Page) -> None:
+    _marketer()
+    north_star = definition_create(
+        key="activated", name="Activated", kind="value",
+        condition={"type": "event_count", "event": "Report Created", "at_least": 3},
+    )  # fmt: skip
+    first = definition_create(
+        key="first-report", name="First report", kind="onboarding", parent=north_star,
+        condition={"type": "event_count", "event": "Report Created", "at_least": 1},
+    )  # fmt: skip
+    for definition in (north_star, first):
+        definition_activate(definition=definition)
+        definition.refresh_from_db()
+    now = timezone.now()
+    for n in range(8):
+        someone = customer(now - dt.timedelta(days=3 * n + 1))
+        achieve(first, someone, at=someone.created_at + dt.timedelta(hours=2 + n))
+        if n % 2:
+            achieve(north_star, someone, at=someone.created_at + dt.timedelta(hours=20 + n))
+    sign_in(page, "mia")
+    dashboard = page.locator("#reports-dashboard")
+    expect(dashboard).to_contain_text("Events ingested today")
+    for figure in ("cohorts", "time", "hierarchy", "journey"):
+        expect(page.locator(f"#reports-figure-{figure}")).to_be_visible()
+    charts = page.locator("#reports-dashboard svg[role=img]")
+    assert charts.count() >= 3
+    assert all(charts.nth(n).bounding_box()["height"] > 50 for n in range(charts.count()))
+    shot(page, "dashboard")
+
+
+def test_a_customer_360_page_answers_why(page: Page) -> None:
+    _marketer()
+    customer = CustomerFactory(traits={"first_name": "Grace"}, email="grace@example.com")
+    sign_in(page, "mia")
+    page.goto(f"/admin/customers/customer/{customer.pk}/change/")
+    for section in ("Profile", "Milestones", "Consent", "Journeys", "Messages"):
+        expect(page.locator("fieldset h2", has_text=section).first).to_be_visible()
+    shot(page, "customer-360")
+
+
+def test_an_analyst_reads_but_is_refused_an_edit(page: Page) -> None:
+    _staff("ann", "Analyst")
+    definition = definition_create(
+        key="activated", name="Activated", kind="onboarding",
+        condition={"type": "event_count", "event": "Report Created", "at_least": 1},
+    )  # fmt: skip
+    sign_in(page, "ann")
+    page.goto(f"/admin/milestones/milestonedefinition/{definition.pk}/change/")
+    expect(page.locator("h1")).to_contain_text("View milestone definition")
+    assert page.locator("input[name=_save]").count() == 0
+    shot(page, "analyst-reads")
+    response = page.goto("/admin/milestones/milestonedefinition/add/")
+    assert response is not None
+    assert response.status == 403
+    shot(page, "analyst-refused")
