@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+import datetime as dt
 
+from django.db.models import Count, QuerySet
+
+from config.plans import planned_each_time
+from config.windows import newest_id_before
 from messaging.models import Message, MessageStatus
+
+
+def messages_by_outcome(
+    *, since: dt.datetime, until: dt.datetime | None = None
+) -> dict[tuple[str, str], int]:
+    """Messages created from ``since`` (to ``until``), by (current status, reason); the
+    reason says why one was not sent and is empty for the others. Reads the window's rows
+    only (config/windows.py)."""
+    floor = newest_id_before(Message, "created_at", since)
+    window = Message.objects.filter(pk__gt=floor, created_at__gte=since)
+    if until is not None:
+        window = window.filter(created_at__lte=until)
+    with planned_each_time():
+        rows = window.order_by().values_list("status", "reason").annotate(count=Count("*"))
+        return {(status, reason): count for status, reason, count in rows}
 
 
 def message_link(*, message_id: int, index: int) -> str | None:

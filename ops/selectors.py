@@ -28,7 +28,7 @@ from typing import Final
 import redis
 from django.conf import settings
 from django.db import DatabaseError, connection
-from django.db.models import Count, Max, Model, Q
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 from kombu import Connection
 from kombu.transport.redis import PRIORITY_STEPS
@@ -38,9 +38,11 @@ from redis.retry import Retry
 
 from config.celery import QUEUES
 from config.plans import planned_each_time
+from config.windows import newest_id_before
 from customers.models import Event
 from journeys.models import Enrollment, EnrollmentState
 from messaging.models import Message, MessageStatus
+from messaging.selectors import messages_by_outcome
 from milestones.evaluation import pending_oldest_age
 from milestones.models import MilestoneOutcome, OutcomeKind, Progress, ProgressState
 from ops.models import BeatHeartbeat
@@ -292,7 +294,7 @@ def events_ingested() -> int:
 
 def outcomes_recent(*, since: dt.datetime) -> dict[str, int]:
     """Milestone outcomes recorded since ``since``, by kind (every kind, 0 when none)."""
-    floor = _newest_id_before(MilestoneOutcome, "recorded_at", since)
+    floor = newest_id_before(MilestoneOutcome, "recorded_at", since)
     with planned_each_time():
         rows = (
             MilestoneOutcome.objects.filter(pk__gt=floor, recorded_at__gte=since)
@@ -305,31 +307,8 @@ def outcomes_recent(*, since: dt.datetime) -> dict[str, int]:
 
 
 def messages_recent(*, since: dt.datetime) -> dict[tuple[str, str], int]:
-    """Messages created since ``since``, by (current status, reason); the reason says why
-    one was not sent and is empty for the others."""
-    floor = _newest_id_before(Message, "created_at", since)
-    with planned_each_time():
-        rows = (
-            Message.objects.filter(pk__gt=floor, created_at__gte=since)
-            .order_by()
-            .values_list("status", "reason")
-            .annotate(count=Count("*"))
-        )
-        return {(status, reason): count for status, reason, count in rows}
-
-
-def _newest_id_before(model: type[Model], field: str, since: dt.datetime) -> int:
-    """The id of the newest row whose ``field`` is before ``since`` (0 if none): the primary
-    key walked backwards from the newest row, through the window's rows only. Planned for
-    its values: a generic plan cannot see how recent ``since`` is."""
-    with planned_each_time():
-        found = (
-            model._default_manager.filter(**{f"{field}__lt": since})
-            .order_by("-pk")
-            .values_list("pk", flat=True)
-            .first()
-        )
-    return int(found or 0)
+    """Messages created since ``since``, by (current status, reason)."""
+    return messages_by_outcome(since=since)
 
 
 # --- Beat -----------------------------------------------------------------------------------

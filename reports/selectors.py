@@ -36,7 +36,6 @@ from django.db.models import (
     ExpressionWrapper,
     F,
     FloatField,
-    Model,
     OuterRef,
     Q,
     QuerySet,
@@ -44,9 +43,10 @@ from django.db.models import (
 )
 from django.db.models.functions import RowNumber, TruncWeek
 
+from config.windows import newest_id_before
 from customers.models import Account, Customer, Event
 from journeys.models import Journey
-from messaging.models import Message
+from messaging.selectors import messages_by_outcome
 from milestones.models import (
     MilestoneDefinition,
     MilestoneOutcome,
@@ -87,7 +87,7 @@ def journeys_with_versions() -> list[Journey]:
 
 def events_received(*, since: dt.datetime, until: dt.datetime) -> int:
     """Events received (ingested) from ``since`` to ``until``."""
-    floor = _newest_id_before(Event, "received_at", since)
+    floor = newest_id_before(Event, "received_at", since)
     return Event.objects.filter(
         pk__gt=floor, received_at__gte=since, received_at__lte=until
     ).count()
@@ -117,26 +117,7 @@ def outcomes_occurred(
 
 def messages_created(*, since: dt.datetime, until: dt.datetime) -> dict[tuple[str, str], int]:
     """Messages created from ``since`` to ``until``, by (current status, reason)."""
-    floor = _newest_id_before(Message, "created_at", since)
-    rows = (
-        Message.objects.filter(pk__gt=floor, created_at__gte=since, created_at__lte=until)
-        .order_by()
-        .values_list("status", "reason")
-        .annotate(count=Count("*"))
-    )
-    return {(status, reason): count for status, reason, count in rows}
-
-
-def _newest_id_before(model: type[Model], field: str, since: dt.datetime) -> int:
-    """The id of the newest row whose ``field`` is before ``since`` (0 if none), found by
-    walking the primary key backwards from the newest row."""
-    found = (
-        model._default_manager.filter(**{f"{field}__lt": since})
-        .order_by("-pk")
-        .values_list("pk", flat=True)
-        .first()
-    )
-    return int(found or 0)
+    return messages_by_outcome(since=since, until=until)
 
 
 # --- Cohorts --------------------------------------------------------------------------------
