@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
+from django.core.cache import cache
 from django.test import Client
 
 from config.cache import caches_forget
@@ -53,6 +54,8 @@ def _fresh_key_cache() -> Iterator[None]:
     source_cache_clear()
     # Configuration caches start empty: one test's configuration must not leak into the next.
     caches_forget()
+    # So does Django's cache (the dashboard is kept there for REPORTS_CACHE_SECONDS).
+    cache.clear()
     # The milestone index starts known-empty (as a warm web process would have it) so that
     # query counts do not depend on which test loads it first; any definition change clears it.
     milestone_registry._registry.prime(milestone_registry.Registry.build([]))
