@@ -33,6 +33,8 @@ ALLOWED_HOSTS: list[str] = env.list(
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
+    # Unfold (the admin theme) before django.contrib.admin, so its templates win.
+    "unfold",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -149,6 +151,20 @@ STORAGES = {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if not DEBUG
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+
+# --- Admin theme (Unfold) --------------------------------------------------------------------
+# The sidebar groups pages by what a marketer does (config/admin_navigation.py); every asset
+# (CSS, JS, Inter and Material Symbols fonts) is served from Unfold's own static files.
+UNFOLD = {
+    "SITE_TITLE": "Milepost",
+    "SITE_HEADER": "Milepost",
+    "SITE_SYMBOL": "flag",
+    "SIDEBAR": {
+        "show_search": False,
+        "show_all_applications": False,
+        "navigation": "config.admin_navigation.sidebar_navigation",
     },
 }
 

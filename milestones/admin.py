@@ -38,6 +38,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from audit.admin import AuditTrailMixin
+from config.admin_base import ModelAdmin
 from config.admin_buttons import ServiceButtonsMixin
 from customers.admin import AccountAdmin, CappedCountPaginator, CustomerAdmin
 from customers.models import Account, Customer
@@ -137,7 +138,7 @@ def _user(request: HttpRequest) -> Any:
     return request.user
 
 
-class _ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class _ReadOnlyAdmin(ModelAdmin):  # type: ignore[type-arg]
     """Rows written by evaluation: listed and shown, never added, edited or deleted here."""
 
     show_full_result_count = False
@@ -667,7 +668,7 @@ class DefinitionChangeAdmin(_ReadOnlyAdmin):
 
 
 @admin.register(LifecycleStage)
-class LifecycleStageAdmin(AuditTrailMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class LifecycleStageAdmin(AuditTrailMixin, ModelAdmin):  # type: ignore[type-arg]
     form = LifecycleStageForm
     list_display = ("key", "name", "priority", "is_active", "rules_text")
     list_filter = ("is_active",)
