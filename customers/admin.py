@@ -195,11 +195,16 @@ class CustomerAdmin(ModelAdmin):  # type: ignore[type-arg]
 
     @admin.display(description=f"latest {TIMELINE_LENGTH} events")
     def recent_events(self, customer: Customer) -> str:
-        events = customer_events(customer_id=customer.pk)[:TIMELINE_LENGTH]
-        return render_to_string(
-            "admin/customers/customer/events_timeline.html",
-            {"rows": [_timeline_row(event) for event in events]},
-        )
+        # Kept on the object: the admin theme may ask for a readonly field more than once.
+        shown = customer.__dict__.get("_recent_events_html")
+        if not isinstance(shown, str):
+            events = customer_events(customer_id=customer.pk)[:TIMELINE_LENGTH]
+            shown = render_to_string(
+                "admin/customers/customer/events_timeline.html",
+                {"rows": [_timeline_row(event) for event in events]},
+            )
+            customer.__dict__["_recent_events_html"] = shown
+        return shown
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Customer], search_term: str

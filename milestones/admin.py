@@ -705,6 +705,16 @@ class StageChangeAdmin(_ReadOnlyAdmin):
 # --- The customer and account pages -------------------------------------------------------
 
 
+def subject_milestones_once(subject: Any, unit: str) -> str:
+    """``subject_milestones``, kept on the subject object: the admin theme may ask for a
+    readonly field more than once while rendering one page."""
+    shown = subject.__dict__.get("_milestones_html")
+    if not isinstance(shown, str):
+        shown = subject_milestones(unit, subject.pk)
+        subject.__dict__["_milestones_html"] = shown
+    return shown
+
+
 def subject_milestones(unit: str, subject_id: int) -> str:
     """A subject's progress rows with bars, for its admin page."""
     rows = subject_progress(unit=unit, subject_id=subject_id)
@@ -746,7 +756,7 @@ class CustomerMilestonesAdmin(CustomerAdmin):
 
     @admin.display(description="milestones")
     def milestones(self, customer: Customer) -> str:
-        return subject_milestones(Unit.CUSTOMER, customer.pk)
+        return subject_milestones_once(customer, Unit.CUSTOMER)
 
 
 class AccountMilestonesAdmin(AccountAdmin):
@@ -758,7 +768,7 @@ class AccountMilestonesAdmin(AccountAdmin):
 
     @admin.display(description="milestones")
     def milestones(self, account: Account) -> str:
-        return subject_milestones(Unit.ACCOUNT, account.pk)
+        return subject_milestones_once(account, Unit.ACCOUNT)
 
 
 admin.site.unregister(Customer)
