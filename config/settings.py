@@ -12,6 +12,7 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from django.templatetags.static import static
 
 from config.logs import logging_config
 
@@ -145,6 +146,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=VAR_DIR / "static")
+# The project's own static files (the admin theme's additions: static/milepost/admin.css).
+STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -161,6 +164,8 @@ UNFOLD = {
     "SITE_TITLE": "Milepost",
     "SITE_HEADER": "Milepost",
     "SITE_SYMBOL": "flag",
+    # Django's stock classes that the project's own admin templates use, styled for Unfold.
+    "STYLES": [lambda request: static("milepost/admin.css")],
     "SIDEBAR": {
         "show_search": False,
         "show_all_applications": False,
