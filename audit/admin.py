@@ -7,8 +7,8 @@ import json
 from typing import Any, Final
 
 from django.contrib import admin
-from django.contrib.auth.admin import UserAdmin
-from django.contrib.auth.models import User
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group, User
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
 from django.http import HttpRequest, HttpResponse
@@ -17,10 +17,27 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString
-from django_celery_beat.admin import PeriodicTaskAdmin
-from django_celery_beat.models import PeriodicTask
+from django_celery_beat.admin import (
+    ClockedScheduleAdmin,
+    CrontabScheduleAdmin,
+    IntervalScheduleAdmin,
+    PeriodicTaskAdmin,
+    PeriodicTaskForm,
+    SolarScheduleAdmin,
+    TaskSelectWidget,
+)
+from django_celery_beat.models import (
+    ClockedSchedule,
+    CrontabSchedule,
+    IntervalSchedule,
+    PeriodicTask,
+    SolarSchedule,
+)
+from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
+from unfold.widgets import UnfoldAdminSelectWidget, UnfoldAdminTextInputWidget
 
 from audit.models import AuditEntry
+from config.admin_base import ModelAdmin
 
 HISTORY_ROWS: Final = 20
 
@@ -90,7 +107,7 @@ def change_history(obj: models.Model) -> SafeString:
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class AuditEntryAdmin(ModelAdmin):  # type: ignore[type-arg]
     """The whole trail, newest first; nobody adds, edits or deletes entries."""
 
     list_display = ("at", "actor_label", "action", "content_type", "object_link", "changed_fields")
@@ -137,15 +154,63 @@ class AuditEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 # Beat schedules and staff users are audited too: their admins get the history section.
-admin.site.unregister(PeriodicTask)
-admin.site.unregister(User)
+# Every admin django-celery-beat and django.contrib.auth register is re-registered on
+# Unfold's ModelAdmin (and Unfold's forms) so its pages share the theme.
+for _model in (
+    PeriodicTask,
+    IntervalSchedule,
+    CrontabSchedule,
+    SolarSchedule,
+    ClockedSchedule,
+    User,
+    Group,
+):
+    admin.site.unregister(_model)
+
+
+class _TaskSelectWidget(UnfoldAdminSelectWidget, TaskSelectWidget):  # type: ignore[misc]
+    pass
+
+
+class _PeriodicTaskForm(PeriodicTaskForm):  # type: ignore[misc]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["task"].widget = UnfoldAdminTextInputWidget()
+        self.fields["regtask"].widget = _TaskSelectWidget()
 
 
 @admin.register(PeriodicTask)
-class AuditedPeriodicTaskAdmin(AuditTrailMixin, PeriodicTaskAdmin):  # type: ignore[misc]
+class AuditedPeriodicTaskAdmin(AuditTrailMixin, PeriodicTaskAdmin, ModelAdmin):  # type: ignore[misc,type-arg]
+    form = _PeriodicTaskForm
+
+
+@admin.register(IntervalSchedule)
+class UnfoldIntervalScheduleAdmin(IntervalScheduleAdmin, ModelAdmin):  # type: ignore[misc,type-arg]
+    pass
+
+
+@admin.register(CrontabSchedule)
+class UnfoldCrontabScheduleAdmin(CrontabScheduleAdmin, ModelAdmin):  # type: ignore[misc,type-arg]
+    pass
+
+
+@admin.register(SolarSchedule)
+class UnfoldSolarScheduleAdmin(SolarScheduleAdmin, ModelAdmin):  # type: ignore[misc,type-arg]
+    pass
+
+
+@admin.register(ClockedSchedule)
+class UnfoldClockedScheduleAdmin(ClockedScheduleAdmin, ModelAdmin):  # type: ignore[misc,type-arg]
     pass
 
 
 @admin.register(User)
-class AuditedUserAdmin(AuditTrailMixin, UserAdmin):  # type: ignore[type-arg]
+class AuditedUserAdmin(AuditTrailMixin, UserAdmin, ModelAdmin):  # type: ignore[type-arg]
+    form = UserChangeForm
+    add_form = UserCreationForm
+    change_password_form = AdminPasswordChangeForm
+
+
+@admin.register(Group)
+class UnfoldGroupAdmin(GroupAdmin, ModelAdmin):  # type: ignore[type-arg]
     pass

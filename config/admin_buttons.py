@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from django.contrib import admin
 from django.http import HttpRequest
 from django.urls import URLPattern, path
 from django.views.decorators.http import require_POST
 
+from config.admin_base import ModelAdmin
 
-class ServiceButtonsMixin(admin.ModelAdmin):  # type: ignore[type-arg]
+
+class ServiceButtonsMixin(ModelAdmin):  # type: ignore[type-arg]
     #: Button names; each has a ``<name>_view(request, object_id)`` method.
     button_views: ClassVar[tuple[str, ...]] = ()
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from django.templatetags.static import static
 
 from config.logs import logging_config
 
@@ -33,6 +34,8 @@ ALLOWED_HOSTS: list[str] = env.list(
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
+    # Unfold (the admin theme) before django.contrib.admin, so its templates win.
+    "unfold",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -143,12 +146,30 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=VAR_DIR / "static")
+# The project's own static files (the admin theme's additions: static/milepost/admin.css).
+STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if not DEBUG
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+
+# --- Admin theme (Unfold) --------------------------------------------------------------------
+# The sidebar groups pages by what a marketer does (config/admin_navigation.py); every asset
+# (CSS, JS, Inter and Material Symbols fonts) is served from Unfold's own static files.
+UNFOLD = {
+    "SITE_TITLE": "Milepost",
+    "SITE_HEADER": "Milepost",
+    "SITE_SYMBOL": "flag",
+    # Django's stock classes that the project's own admin templates use, styled for Unfold.
+    "STYLES": [lambda request: static("milepost/admin.css")],
+    "SIDEBAR": {
+        "show_search": False,
+        "show_all_applications": False,
+        "navigation": "config.admin_navigation.sidebar_navigation",
     },
 }
 

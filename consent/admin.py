@@ -23,6 +23,7 @@ from django.utils.safestring import SafeString
 from django.utils.translation import ngettext
 
 from audit.admin import AuditTrailMixin
+from config.admin_base import ModelAdmin
 from consent.gdpr_admin import customer_admin_extend
 from consent.models import (
     AddressKind,
@@ -69,7 +70,7 @@ def _customer_link(customer: Customer | None) -> SafeString | str:
     )
 
 
-class _PerCustomerAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class _PerCustomerAdmin(ModelAdmin):  # type: ignore[type-arg]
     """Rows per customer: searched by the customer with ``customer_ids_matching`` (exact,
     indexed lookups), newest first by primary key, never counted in full."""
 
@@ -97,7 +98,7 @@ class _PerCustomerAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(Topic)
-class TopicAdmin(AuditTrailMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class TopicAdmin(AuditTrailMixin, ModelAdmin):  # type: ignore[type-arg]
     list_display = ("key", "name", "is_transactional", "is_active", "created_at")
     list_filter = ("is_transactional", "is_active")
     search_fields = ("key", "name")
@@ -284,7 +285,7 @@ class SuppressionAddForm(forms.ModelForm):  # type: ignore[type-arg]
 
 
 @admin.register(Suppression)
-class SuppressionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class SuppressionAdmin(ModelAdmin):  # type: ignore[type-arg]
     form = SuppressionAddForm
     list_display = ("address_label", "kind", "reason", "note", "created_by", "created_at")
     list_filter = ("kind", "reason")
@@ -403,7 +404,7 @@ class SuppressionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(RegionPolicy)
-class RegionPolicyAdmin(AuditTrailMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class RegionPolicyAdmin(AuditTrailMixin, ModelAdmin):  # type: ignore[type-arg]
     list_display = ("region", "mode", "requires_double_opt_in")
     list_filter = ("mode", "requires_double_opt_in")
     search_fields = ("region",)
@@ -438,7 +439,7 @@ class QuietHoursForm(forms.ModelForm):  # type: ignore[type-arg]
 
 
 @admin.register(QuietHours)
-class QuietHoursAdmin(AuditTrailMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class QuietHoursAdmin(AuditTrailMixin, ModelAdmin):  # type: ignore[type-arg]
     form = QuietHoursForm
     list_display = ("channel", "window", "is_active")
     list_filter = ("is_active",)

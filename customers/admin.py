@@ -25,6 +25,7 @@ from django.urls import reverse
 from django.utils.translation import ngettext
 
 from audit.admin import AuditTrailMixin
+from config.admin_base import ModelAdmin, TabularInline
 from customers.contact import InvalidContact, phone_e164, time_zone_check
 from customers.models import (
     Account,
@@ -116,7 +117,7 @@ class CustomerForm(forms.ModelForm):  # type: ignore[type-arg]
             raise forms.ValidationError(str(exc)) from exc
 
 
-class IdentityInline(admin.TabularInline):  # type: ignore[type-arg]
+class IdentityInline(TabularInline):  # type: ignore[type-arg]
     model = Identity
     fields = ("kind", "value", "created_at")
     readonly_fields = fields
@@ -130,7 +131,7 @@ class IdentityInline(admin.TabularInline):  # type: ignore[type-arg]
         return False
 
 
-class DeviceInline(admin.TabularInline):  # type: ignore[type-arg]
+class DeviceInline(TabularInline):  # type: ignore[type-arg]
     model = Device
     fields = ("platform", "token", "is_active", "created_at", "last_seen")
     readonly_fields = fields
@@ -145,7 +146,7 @@ class DeviceInline(admin.TabularInline):  # type: ignore[type-arg]
 
 
 @admin.register(Customer)
-class CustomerAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class CustomerAdmin(ModelAdmin):  # type: ignore[type-arg]
     form = CustomerForm
     list_display = (
         "label",
@@ -194,11 +195,16 @@ class CustomerAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     @admin.display(description=f"latest {TIMELINE_LENGTH} events")
     def recent_events(self, customer: Customer) -> str:
-        events = customer_events(customer_id=customer.pk)[:TIMELINE_LENGTH]
-        return render_to_string(
-            "admin/customers/customer/events_timeline.html",
-            {"rows": [_timeline_row(event) for event in events]},
-        )
+        # Kept on the object: the admin theme may ask for a readonly field more than once.
+        shown = customer.__dict__.get("_recent_events_html")
+        if not isinstance(shown, str):
+            events = customer_events(customer_id=customer.pk)[:TIMELINE_LENGTH]
+            shown = render_to_string(
+                "admin/customers/customer/events_timeline.html",
+                {"rows": [_timeline_row(event) for event in events]},
+            )
+            customer.__dict__["_recent_events_html"] = shown
+        return shown
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Customer], search_term: str
@@ -220,7 +226,7 @@ class CustomerAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(Account)
-class AccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class AccountAdmin(ModelAdmin):  # type: ignore[type-arg]
     list_display = (
         "external_id",
         "name",
@@ -293,7 +299,7 @@ class AccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 # --- Events, identities, devices -----------------------------------------------------------
 
 
-class _ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class _ReadOnlyAdmin(ModelAdmin):  # type: ignore[type-arg]
     show_full_result_count = False
     paginator = CappedCountPaginator
     ordering = ("-id",)
@@ -401,7 +407,7 @@ def manages_keys(user: Any) -> bool:
     return bool(cached)
 
 
-class _KeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class _KeyAdmin(ModelAdmin):  # type: ignore[type-arg]
     """Only ``manages_keys`` users see or manage keys. Keys are deactivated, never deleted."""
 
     add_form: type[forms.ModelForm]  # type: ignore[type-arg]

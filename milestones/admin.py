@@ -38,6 +38,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from audit.admin import AuditTrailMixin
+from config.admin_base import ModelAdmin
 from config.admin_buttons import ServiceButtonsMixin
 from customers.admin import AccountAdmin, CappedCountPaginator, CustomerAdmin
 from customers.models import Account, Customer
@@ -137,7 +138,7 @@ def _user(request: HttpRequest) -> Any:
     return request.user
 
 
-class _ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class _ReadOnlyAdmin(ModelAdmin):  # type: ignore[type-arg]
     """Rows written by evaluation: listed and shown, never added, edited or deleted here."""
 
     show_full_result_count = False
@@ -667,7 +668,7 @@ class DefinitionChangeAdmin(_ReadOnlyAdmin):
 
 
 @admin.register(LifecycleStage)
-class LifecycleStageAdmin(AuditTrailMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class LifecycleStageAdmin(AuditTrailMixin, ModelAdmin):  # type: ignore[type-arg]
     form = LifecycleStageForm
     list_display = ("key", "name", "priority", "is_active", "rules_text")
     list_filter = ("is_active",)
@@ -702,6 +703,16 @@ class StageChangeAdmin(_ReadOnlyAdmin):
 
 
 # --- The customer and account pages -------------------------------------------------------
+
+
+def subject_milestones_once(subject: Any, unit: str) -> str:
+    """``subject_milestones``, kept on the subject object: the admin theme may ask for a
+    readonly field more than once while rendering one page."""
+    shown = subject.__dict__.get("_milestones_html")
+    if not isinstance(shown, str):
+        shown = subject_milestones(unit, subject.pk)
+        subject.__dict__["_milestones_html"] = shown
+    return shown
 
 
 def subject_milestones(unit: str, subject_id: int) -> str:
@@ -745,7 +756,7 @@ class CustomerMilestonesAdmin(CustomerAdmin):
 
     @admin.display(description="milestones")
     def milestones(self, customer: Customer) -> str:
-        return subject_milestones(Unit.CUSTOMER, customer.pk)
+        return subject_milestones_once(customer, Unit.CUSTOMER)
 
 
 class AccountMilestonesAdmin(AccountAdmin):
@@ -757,7 +768,7 @@ class AccountMilestonesAdmin(AccountAdmin):
 
     @admin.display(description="milestones")
     def milestones(self, account: Account) -> str:
-        return subject_milestones(Unit.ACCOUNT, account.pk)
+        return subject_milestones_once(account, Unit.ACCOUNT)
 
 
 admin.site.unregister(Customer)

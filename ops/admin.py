@@ -15,6 +15,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_POST
 
+from config.admin_base import ModelAdmin
 from messaging.retry import messages_retry
 from ops import console
 from ops.models import Console
@@ -33,7 +34,7 @@ def can_retry(request: HttpRequest) -> bool:
 
 
 @admin.register(Console)
-class ConsoleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ConsoleAdmin(ModelAdmin):  # type: ignore[type-arg]
     """Not a list of rows: the console page takes the place of the change list, so the admin
     index links to it for whoever may view it."""
 

@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from config.admin_base import ModelAdmin, TabularInline
 from customers.admin import CappedCountPaginator
 from journeys.models import Enrollment, StepRun
 
@@ -29,7 +30,7 @@ class _ReadOnly:
         return False
 
 
-class StepRunInline(_ReadOnly, admin.TabularInline):  # type: ignore[type-arg]
+class StepRunInline(_ReadOnly, TabularInline):  # type: ignore[type-arg]
     model = StepRun
     verbose_name = "step"
     verbose_name_plural = "step history"
@@ -51,7 +52,7 @@ class StepRunInline(_ReadOnly, admin.TabularInline):  # type: ignore[type-arg]
 
 
 @admin.register(Enrollment)
-class EnrollmentAdmin(_ReadOnly, admin.ModelAdmin):  # type: ignore[type-arg]
+class EnrollmentAdmin(_ReadOnly, ModelAdmin):  # type: ignore[type-arg]
     list_display = (
         "id",
         "customer_link",

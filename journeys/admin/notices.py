@@ -19,6 +19,7 @@ from django.utils.safestring import SafeString
 from django.utils.translation import ngettext
 
 from audit.admin import AuditTrailMixin
+from config.admin_base import ModelAdmin
 from config.admin_buttons import ServiceButtonsMixin
 from journeys.models import Notice, NoticeStatus, Team, WebhookEndpoint, WebhookEvent
 from journeys.notices import endpoint_secret, endpoint_secret_rotate, notices_retry
@@ -30,7 +31,7 @@ _URLS: Final[Mapping[type[models.Field[Any, Any]], Mapping[str, Any]]] = {
 
 
 @admin.register(Team)
-class TeamAdmin(AuditTrailMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class TeamAdmin(AuditTrailMixin, ModelAdmin):  # type: ignore[type-arg]
     formfield_overrides = _URLS
     list_display = ("key", "name", "email", "webhook_url")
     fieldsets = (
@@ -135,7 +136,7 @@ class WebhookEndpointAdmin(AuditTrailMixin, ServiceButtonsMixin):
 
 
 @admin.register(Notice)
-class NoticeAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class NoticeAdmin(ModelAdmin):  # type: ignore[type-arg]
     """Notices are written by the runner and the receivers and sent by ``notices_send``;
     the one write here is retrying failed ones."""
 

@@ -8,6 +8,7 @@ from django import forms
 from django.contrib import admin
 
 from audit.admin import AuditTrailMixin
+from config.admin_base import ModelAdmin
 from messaging.models import CapScope, FrequencyCap
 from milestones.forms import WindowField, window_text
 
@@ -65,7 +66,7 @@ class FrequencyCapForm(forms.ModelForm):  # type: ignore[type-arg]
 
 
 @admin.register(FrequencyCap)
-class FrequencyCapAdmin(AuditTrailMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class FrequencyCapAdmin(AuditTrailMixin, ModelAdmin):  # type: ignore[type-arg]
     form = FrequencyCapForm
     list_display = ("name", "scope", "applies_to", "limit", "window_label", "is_active")
     list_filter = ("scope", "is_active")

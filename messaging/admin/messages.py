@@ -15,6 +15,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import ngettext
 
+from config.admin_base import ModelAdmin
 from customers.admin import CappedCountPaginator
 from customers.selectors import customer_ids_matching
 from messaging import reasons
@@ -51,7 +52,7 @@ class ReasonFilter(admin.SimpleListFilter):
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class MessageAdmin(ModelAdmin):  # type: ignore[type-arg]
     """Messages are written by the delivery policy and the send tasks; nobody adds, edits or
     deletes them here."""
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
 from django.test import override_settings
 from playwright.sync_api import Browser, Page, sync_playwright
@@ -52,6 +53,15 @@ def _plain_http_server(django_db_setup: None, django_db_blocker: Any) -> Iterato
         )
 
 
+@pytest.fixture(autouse=True)
+def _empty_cache() -> Iterator[None]:
+    # Computed dashboards are cached per process for REPORTS_CACHE_SECONDS, and every
+    # sign-in lands on the dashboard: one test's must not answer the next.
+    cache.clear()
+    yield
+    cache.clear()
+
+
 @pytest.fixture
 def page(_plain_http_server: None, chromium: Browser, live_server: Any) -> Iterator[Page]:
     context = chromium.new_context(
@@ -76,5 +86,5 @@ def sign_in(page: Page, username: str, password: str = PASSWORD) -> None:
     page.goto("/admin/login/?next=/admin/")
     page.fill("#id_username", username)
     page.fill("#id_password", password)
-    page.click("input[type=submit]")
+    page.get_by_role("button", name="Log in").click()
     page.wait_for_url("**/admin/")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import User
-from playwright.sync_api import Page
+from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import PASSWORD, shot, sign_in
 
@@ -16,11 +16,14 @@ def test_a_wrong_password_is_refused_and_the_right_one_signs_in(page: Page) -> N
     page.goto("/admin/login/?next=/admin/")
     page.fill("#id_username", "ada")
     page.fill("#id_password", "not-the-password")
-    page.click("input[type=submit]")
-    assert "Please enter the correct username and password" in page.inner_text(".errornote")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_text("Please enter the correct username and password")).to_be_visible()
+    assert page.url.endswith("/admin/login/?next=/admin/")
     shot(page, "login-refused")
     sign_in(page, "ada")
     assert page.title().startswith("Site administration")
-    assert page.is_visible("text=Log out") or page.is_visible("#logout-form")
+    # Unfold keeps Log out in the user menu at the foot of the sidebar.
+    page.get_by_text("ada@example.com").click()
+    expect(page.get_by_role("button", name="Log out")).to_be_visible()
     path = shot(page, "admin-index")
     assert path.stat().st_size > 10_000

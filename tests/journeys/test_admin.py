@@ -34,6 +34,7 @@ from messaging.models import Message, Template
 from messaging.templating import template_archive
 from milestones.models import MilestoneDefinition, MilestoneOutcome, OutcomeKind, Unit
 from milestones.signals import OutcomeRecord
+from tests.admin_html import error_notes
 from tests.factories import CustomerFactory
 from tests.journeys.conftest import MISSED, STEPS
 
@@ -327,10 +328,7 @@ def test_a_bad_reference_names_the_row_and_field_and_saves_nothing(admin_client:
     rows = {row["key"].value(): row.errors for row in form.steps_formset.forms}
     assert rows == {"done": {}, "nudge": {"next": ['no step "nowhere"']}, "pause": {}}
     html = _html(response)
-    assert (
-        '<ul class="errorlist nonfield"><li>Step 2 (“nudge”), Then go to: no step '
-        "&quot;nowhere&quot;</li></ul>"
-    ) in html
+    assert error_notes(html) == ["Step 2 (“nudge”), Then go to: no step &quot;nowhere&quot;"]
     assert (
         '<h3>Step 2 “nudge”</h3><div class="step-group"><div class="step-field">'
         '<label for="id_steps-1-key">Key:</label>'

@@ -36,6 +36,7 @@ from milestones.models import (
     StageChange,
     Unit,
 )
+from tests.admin_html import cells
 from tests.factories import AccountFactory, CustomerFactory, EventFactory
 from tests.milestones.conftest import T0
 
@@ -521,11 +522,11 @@ def test_the_list_shows_version_completion_rate_and_median(
     response = admin_client.get(_url("milestonedefinition_changelist"))
 
     html = _html(response)
-    assert '<td class="field-version_number">v1</td>' in html
-    assert '<td class="field-completion_rate">75.0%</td>' in html
-    assert '<td class="field-median_time">2h 0m</td>' in html
-    assert '<td class="field-version_number">—</td>' in html
-    assert '<td class="field-completion_rate">—</td>' in html
+    assert ("version_number", "v1") in cells(html)
+    assert ("completion_rate", "75.0%") in cells(html)
+    assert ("median_time", "2h 0m") in cells(html)
+    assert ("version_number", "—") in cells(html)
+    assert ("completion_rate", "—") in cells(html)
 
 
 def test_the_list_filters_by_status_and_searches_by_key(
@@ -764,7 +765,7 @@ def test_the_progress_list_shows_bars_and_links_subjects_to_their_admin_page(
     customer_url = reverse("admin:customers_customer_change", args=(customer.pk,))
     assert f'<a href="{customer_url}">user-7</a>' in html
     assert '<progress value="2" max="3" title="67%">67%</progress> 2/3' in html
-    assert '<td class="field-version_number">v1</td>' in html
+    assert ("version_number", "v1") in cells(html)
 
 
 def test_a_progress_page_names_and_links_its_subject(
@@ -948,7 +949,7 @@ def test_the_customer_page_shows_that_customers_milestones_with_progress_bars(
     # then
     html = _html(response)
     assert response.status_code == 200
-    assert '<h2 id="fieldset-0-3-heading" class="fieldset-heading">Milestones</h2>' in html
+    assert re.search(r'<h2 id="fieldset-0-3-heading" class="[^"]*">Milestones</h2>', html)
     assert html.index("Onboarding done") < html.index("Weekly habit")
     assert '<progress value="1" max="1" title="100%">100%</progress> 1/1' in html
     assert '<progress value="1" max="4" title="25%">25%</progress> 1/4' in html
