@@ -17,6 +17,7 @@ from customers.services import source_create
 from messaging.templating import template_save
 from roles.definitions import ROLES, Role
 from roles.services import role_permissions, roles_sync
+from tests.admin_html import sidebar_links
 
 AVAILABLE = [
     ("shop.view_order", "shop.order"),
@@ -193,3 +194,38 @@ def test_the_command_reports_each_role() -> None:
 def test_keys_are_managed_by_the_admin_role_that_roles_define() -> None:
     assert KEY_MANAGERS in ROLES
     assert ROLES[KEY_MANAGERS].everything
+
+
+SIDEBAR_GROUPS = {
+    # role: (links it must see, links it must not see)
+    "Marketer": (
+        {"/admin/milestones/milestonedefinition/", "/admin/journeys/journey/",
+         "/admin/messaging/template/", "/admin/customers/customer/", "/admin/"},
+        {"/admin/customers/source/", "/admin/customers/apitoken/", "/admin/ops/console/",
+         "/admin/django_celery_beat/periodictask/", "/admin/auth/user/"},
+    ),
+    "Analyst": (
+        {"/admin/milestones/milestonedefinition/", "/admin/audit/auditentry/", "/admin/"},
+        {"/admin/customers/source/", "/admin/ops/console/", "/admin/auth/user/"},
+    ),
+    "Ops": (
+        {"/admin/ops/console/", "/admin/django_celery_beat/periodictask/",
+         "/admin/messaging/message/"},
+        {"/admin/customers/source/", "/admin/customers/apitoken/", "/admin/auth/user/"},
+    ),
+    "Admin": (
+        {"/admin/customers/source/", "/admin/customers/apitoken/", "/admin/auth/user/",
+         "/admin/ops/console/"},
+        set(),
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("group", sorted(SIDEBAR_GROUPS))
+def test_the_sidebar_shows_each_role_its_own_links(client: Client, group: str) -> None:
+    _staff(client, group)
+    links = {href for href, _ in sidebar_links(client.get("/admin/").content.decode())}
+    must, must_not = SIDEBAR_GROUPS[group]
+    assert must <= links, must - links
+    assert not must_not & links, must_not & links
