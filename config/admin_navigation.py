@@ -90,6 +90,9 @@ def sidebar_navigation(request: HttpRequest) -> list[dict[str, Any]]:
                 _model("Events", "bolt", "customers", "event"),
                 _model("Identities", "badge", "customers", "identity"),
                 _model("Devices", "smartphone", "customers", "device"),
+                # Customers and accounts by their state on a milestone: the progress list,
+                # filtered by milestone and state (achieved, missed, in progress, late).
+                _model("Segments by milestone state", "filter_alt", "milestones", "progress"),
             ],
         },
         {

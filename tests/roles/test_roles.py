@@ -229,3 +229,12 @@ def test_the_sidebar_shows_each_role_its_own_links(client: Client, group: str) -
     must, must_not = SIDEBAR_GROUPS[group]
     assert must <= links, must - links
     assert not must_not & links, must_not & links
+
+
+@pytest.mark.django_db
+def test_the_audience_group_offers_segments_by_milestone_state(client: Client) -> None:
+    _staff(client, "Marketer")
+    links = sidebar_links(client.get("/admin/").content.decode())
+    assert ("/admin/milestones/progress/", "Segments by milestone state") in links
+    page = client.get("/admin/milestones/progress/?state__exact=missed")
+    assert page.status_code == 200
