@@ -500,9 +500,7 @@ def test_endless_recursion_is_refused() -> None:
     # A generous time limit, so the recursion limit is what stops it even on a busy machine
     # (at the default 0.2 s a loaded CI box hit the time limit first).
     source = "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}"
-    assert refusal(source, limits=Limits(seconds=30)) == (
-        "line 1: template recursion is too deep"
-    )
+    assert refusal(source, limits=Limits(seconds=30)) == ("line 1: template recursion is too deep")
 
 
 def test_limits_must_be_positive() -> None:
