@@ -11,7 +11,7 @@ the admin index itself and is listed for holders of ``reports.view_reports``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from django.apps import apps
 from django.contrib import admin
@@ -40,7 +40,73 @@ def may_view_reports(request: HttpRequest) -> bool:
     return bool(request.user.has_perm(VIEW_REPORTS))
 
 
-def _model(title: str, icon: str, app_label: str, model_name: str) -> dict[str, Any]:
+#: The sidebar: (group, ((title, icon, "app_label.model") or the dashboard, ...)).
+DASHBOARD: Final = "dashboard"
+SIDEBAR: Final[tuple[tuple[str, tuple[tuple[str, str, str], ...]], ...]] = (
+    ("Milestones", (
+        ("Definitions", "flag", "milestones.milestonedefinition"),
+        ("Lifecycle stages", "stairs", "milestones.lifecyclestage"),
+        ("Progress", "progress_activity", "milestones.progress"),
+        ("Outcomes", "task_alt", "milestones.milestoneoutcome"),
+        ("Backfills", "history", "milestones.backfill"),
+        ("Definition changes", "edit_note", "milestones.definitionchange"),
+        ("Stage changes", "swap_vert", "milestones.stagechange"),
+    )),
+    ("Journeys", (
+        ("Journeys", "route", "journeys.journey"),
+        ("Enrollments", "group_add", "journeys.enrollment"),
+        ("Teams", "groups", "journeys.team"),
+        ("Notices", "notifications", "journeys.notice"),
+        ("Webhook endpoints", "webhook", "journeys.webhookendpoint"),
+    )),
+    ("Templates", (
+        ("Templates", "mail", "messaging.template"),
+        ("Frequency caps", "speed", "messaging.frequencycap"),
+        ("Messages", "outbox", "messaging.message"),
+    )),
+    ("Audience", (
+        ("Customers", "person", "customers.customer"),
+        ("Accounts", "domain", "customers.account"),
+        ("Events", "bolt", "customers.event"),
+        ("Identities", "badge", "customers.identity"),
+        ("Devices", "smartphone", "customers.device"),
+        # Customers and accounts by their state on a milestone: the progress list,
+        # filtered by milestone and state (achieved, missed, in progress, late).
+        ("Segments by milestone state", "filter_alt", "milestones.progress"),
+    )),
+    ("Consent", (
+        ("Topics", "topic", "consent.topic"),
+        ("Subscriptions", "mark_email_read", "consent.subscription"),
+        ("Consent records", "fact_check", "consent.consentrecord"),
+        ("Suppressions", "block", "consent.suppression"),
+        ("Region policies", "public", "consent.regionpolicy"),
+        ("Quiet hours", "bedtime", "consent.quiethours"),
+        ("Preferences", "tune", "consent.preference"),
+    )),
+    ("Reports", (
+        ("Dashboard", "monitoring", DASHBOARD),
+        ("Audit trail", "manage_search", "audit.auditentry"),
+    )),
+    ("Operations", (
+        ("Ops console", "terminal", "ops.console"),
+        ("Beat schedules", "schedule", "django_celery_beat.periodictask"),
+        ("Intervals", "timer", "django_celery_beat.intervalschedule"),
+        ("Crontabs", "event_repeat", "django_celery_beat.crontabschedule"),
+        ("Solar events", "wb_twilight", "django_celery_beat.solarschedule"),
+        ("Clocked", "alarm", "django_celery_beat.clockedschedule"),
+        ("Write keys (sources)", "key", "customers.source"),
+        ("API tokens", "token", "customers.apitoken"),
+        ("Users", "person", "auth.user"),
+        ("Groups (roles)", "group", "auth.group"),
+    )),
+)  # fmt: skip
+
+
+def _item(title: str, icon: str, target: str) -> dict[str, Any]:
+    if target == DASHBOARD:  # the admin index itself
+        return {"title": title, "icon": icon, "link": reverse("admin:index"),
+                "permission": may_view_reports}  # fmt: skip
+    app_label, model_name = target.split(".")
     return {
         "title": title,
         "icon": icon,
@@ -51,87 +117,4 @@ def _model(title: str, icon: str, app_label: str, model_name: str) -> dict[str, 
 
 def sidebar_navigation(request: HttpRequest) -> list[dict[str, Any]]:
     """The groups and their links; Unfold hides a group none of whose links the user may open."""
-    return [
-        {
-            "title": "Milestones",
-            "items": [
-                _model("Definitions", "flag", "milestones", "milestonedefinition"),
-                _model("Lifecycle stages", "stairs", "milestones", "lifecyclestage"),
-                _model("Progress", "progress_activity", "milestones", "progress"),
-                _model("Outcomes", "task_alt", "milestones", "milestoneoutcome"),
-                _model("Backfills", "history", "milestones", "backfill"),
-                _model("Definition changes", "edit_note", "milestones", "definitionchange"),
-                _model("Stage changes", "swap_vert", "milestones", "stagechange"),
-            ],
-        },
-        {
-            "title": "Journeys",
-            "items": [
-                _model("Journeys", "route", "journeys", "journey"),
-                _model("Enrollments", "group_add", "journeys", "enrollment"),
-                _model("Teams", "groups", "journeys", "team"),
-                _model("Notices", "notifications", "journeys", "notice"),
-                _model("Webhook endpoints", "webhook", "journeys", "webhookendpoint"),
-            ],
-        },
-        {
-            "title": "Templates",
-            "items": [
-                _model("Templates", "mail", "messaging", "template"),
-                _model("Frequency caps", "speed", "messaging", "frequencycap"),
-                _model("Messages", "outbox", "messaging", "message"),
-            ],
-        },
-        {
-            "title": "Audience",
-            "items": [
-                _model("Customers", "person", "customers", "customer"),
-                _model("Accounts", "domain", "customers", "account"),
-                _model("Events", "bolt", "customers", "event"),
-                _model("Identities", "badge", "customers", "identity"),
-                _model("Devices", "smartphone", "customers", "device"),
-                # Customers and accounts by their state on a milestone: the progress list,
-                # filtered by milestone and state (achieved, missed, in progress, late).
-                _model("Segments by milestone state", "filter_alt", "milestones", "progress"),
-            ],
-        },
-        {
-            "title": "Consent",
-            "items": [
-                _model("Topics", "topic", "consent", "topic"),
-                _model("Subscriptions", "mark_email_read", "consent", "subscription"),
-                _model("Consent records", "fact_check", "consent", "consentrecord"),
-                _model("Suppressions", "block", "consent", "suppression"),
-                _model("Region policies", "public", "consent", "regionpolicy"),
-                _model("Quiet hours", "bedtime", "consent", "quiethours"),
-                _model("Preferences", "tune", "consent", "preference"),
-            ],
-        },
-        {
-            "title": "Reports",
-            "items": [
-                {
-                    "title": "Dashboard",
-                    "icon": "monitoring",
-                    "link": reverse("admin:index"),
-                    "permission": may_view_reports,
-                },
-                _model("Audit trail", "manage_search", "audit", "auditentry"),
-            ],
-        },
-        {
-            "title": "Operations",
-            "items": [
-                _model("Ops console", "terminal", "ops", "console"),
-                _model("Beat schedules", "schedule", "django_celery_beat", "periodictask"),
-                _model("Intervals", "timer", "django_celery_beat", "intervalschedule"),
-                _model("Crontabs", "event_repeat", "django_celery_beat", "crontabschedule"),
-                _model("Solar events", "wb_twilight", "django_celery_beat", "solarschedule"),
-                _model("Clocked", "alarm", "django_celery_beat", "clockedschedule"),
-                _model("Write keys (sources)", "key", "customers", "source"),
-                _model("API tokens", "token", "customers", "apitoken"),
-                _model("Users", "person", "auth", "user"),
-                _model("Groups (roles)", "group", "auth", "group"),
-            ],
-        },
-    ]
+    return [{"title": group, "items": [_item(*item) for item in items]} for group, items in SIDEBAR]
