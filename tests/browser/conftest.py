@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.core.cache import cache
 from django.db import connection
 from django.test import override_settings
 from playwright.sync_api import Browser, Page, sync_playwright
@@ -51,15 +50,6 @@ def _plain_http_server(django_db_setup: None, django_db_blocker: Any) -> Iterato
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
-
-
-@pytest.fixture(autouse=True)
-def _empty_cache() -> Iterator[None]:
-    # Computed dashboards are cached per process for REPORTS_CACHE_SECONDS, and every
-    # sign-in lands on the dashboard: one test's must not answer the next.
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
-"""Reports fixtures: a frozen clock, an empty dashboard cache, staff users, and a seeded
-dataset whose every figure and series the tests know exactly.
+"""Reports fixtures: a frozen clock, staff users, and a seeded dataset whose every figure
+and series the tests know exactly (tests/conftest.py empties the dashboard cache).
 
 The clock stands at ``NOW``, Wednesday 11 March 2026 12:00 UTC: today starts at 00:00,
 this ISO week (2026-W11) on Monday 9 March, and the twelve cohort weeks on Monday
@@ -16,7 +16,6 @@ import pytest
 import time_machine
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser, Permission
-from django.core.cache import cache
 
 from consent.models import Topic
 from customers.models import Customer, Source
@@ -65,14 +64,6 @@ def clock() -> Iterator[time_machine.Traveller]:
     """The clock stands still at ``NOW``; tests move it with ``clock.move_to``."""
     with time_machine.travel(NOW, tick=False) as traveller:
         yield traveller
-
-
-@pytest.fixture(autouse=True)
-def _empty_cache() -> Iterator[None]:
-    # Computed dashboards are cached per process: one test's must not answer the next.
-    cache.clear()
-    yield
-    cache.clear()
 
 
 def staff_with(username: str, *permissions: str) -> AbstractUser:
