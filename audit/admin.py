@@ -36,7 +36,7 @@ from django_celery_beat.models import (
 from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
 from unfold.widgets import UnfoldAdminSelectWidget, UnfoldAdminTextInputWidget
 
-from audit.models import AuditEntry
+from audit.models import AuditAction, AuditEntry
 from config.admin_base import ModelAdmin
 
 HISTORY_ROWS: Final = 20
@@ -134,7 +134,11 @@ class AuditEntryAdmin(ModelAdmin):  # type: ignore[type-arg]
     @admin.display(description="object")
     def object_link(self, entry: AuditEntry) -> SafeString | str:
         model = entry.content_type.model_class()
-        if model is None or entry.action == "deleted" or model not in admin.site._registry:
+        if (
+            model is None
+            or entry.action == AuditAction.DELETED
+            or model not in admin.site._registry
+        ):
             return entry.object_label
         url = reverse(
             f"admin:{model._meta.app_label}_{model._meta.model_name}_change",

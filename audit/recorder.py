@@ -16,13 +16,14 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+from django.apps import apps
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
 from django.db.models.signals import post_delete, post_save, pre_save
 
 from audit.context import actor
 from audit.models import AuditAction, AuditEntry
-from audit.registry import Audited, audited
+from audit.registry import AUDITED, Audited, audited
 from config.logs import request_id_var
 
 _BEFORE = "_audit_before"
@@ -30,9 +31,13 @@ HIDDEN = "(hidden)"
 
 
 def connect() -> None:
-    pre_save.connect(_pre_save, dispatch_uid="audit.pre_save")
-    post_save.connect(_post_save, dispatch_uid="audit.post_save")
-    post_delete.connect(_post_delete, dispatch_uid="audit.post_delete")
+    """Listen to the audited models only: saves of everything else (progress, messages,
+    enrollments) never reach these receivers."""
+    for label in AUDITED:
+        model = apps.get_model(label)
+        pre_save.connect(_pre_save, sender=model, dispatch_uid=f"audit.pre_save.{label}")
+        post_save.connect(_post_save, sender=model, dispatch_uid=f"audit.post_save.{label}")
+        post_delete.connect(_post_delete, sender=model, dispatch_uid=f"audit.post_delete.{label}")
 
 
 def _fields(model: type[models.Model], spec: Audited) -> list[models.Field[Any, Any]]:

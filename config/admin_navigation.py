@@ -18,7 +18,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.urls import reverse
 
-from reports.models import VIEW_REPORTS
+from reports.views import can_view_reports
 
 Check = Callable[[HttpRequest], bool]
 
@@ -37,7 +37,7 @@ def may_open(app_label: str, model_name: str) -> Check:
 
 
 def may_view_reports(request: HttpRequest) -> bool:
-    return bool(request.user.has_perm(VIEW_REPORTS))
+    return can_view_reports(request.user)
 
 
 #: The sidebar: (group, ((title, icon, "app_label.model") or the dashboard, ...)).
@@ -103,16 +103,14 @@ SIDEBAR: Final[tuple[tuple[str, tuple[tuple[str, str, str], ...]], ...]] = (
 
 
 def _item(title: str, icon: str, target: str) -> dict[str, Any]:
+    permission: Check
     if target == DASHBOARD:  # the admin index itself
-        return {"title": title, "icon": icon, "link": reverse("admin:index"),
-                "permission": may_view_reports}  # fmt: skip
-    app_label, model_name = target.split(".")
-    return {
-        "title": title,
-        "icon": icon,
-        "link": reverse(f"admin:{app_label}_{model_name}_changelist"),
-        "permission": may_open(app_label, model_name),
-    }
+        link, permission = reverse("admin:index"), may_view_reports
+    else:
+        app_label, model_name = target.split(".")
+        link = reverse(f"admin:{app_label}_{model_name}_changelist")
+        permission = may_open(app_label, model_name)
+    return {"title": title, "icon": icon, "link": link, "permission": permission}
 
 
 def sidebar_navigation(request: HttpRequest) -> list[dict[str, Any]]:

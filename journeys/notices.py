@@ -104,8 +104,7 @@ def endpoint_secret_rotate(endpoint_id: int) -> None:
     with transaction.atomic():  # through save(), for the audit trail
         endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint_id)
         endpoint.secret_version += 1
-        endpoint.save(update_fields=["secret_version"])
-    endpoints_forget()
+        endpoint.save(update_fields=["secret_version"])  # the cache forgets on post_save
 
 
 def endpoints_forget() -> None:

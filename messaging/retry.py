@@ -27,6 +27,13 @@ RETRYABLE: Final = Q(status=MessageStatus.FAILED, reason__in=sorted(RETRYABLE_RE
 )
 
 
+def is_retryable(status: str, reason: str) -> bool:
+    """``RETRYABLE`` for one message in hand."""
+    return status == MessageStatus.UNCONFIRMED or (
+        status == MessageStatus.FAILED and reason in RETRYABLE_REASONS
+    )
+
+
 def messages_retry(message_ids: Sequence[int]) -> int:
     """Hand the retryable messages among ``message_ids`` back to the delivery policy: each
     becomes deferred and due now, so the next ``messaging.due`` tick (woken after commit)

@@ -144,7 +144,7 @@ def template_archive(*, template_id: int) -> None:
         template.status, template.active_version = TemplateStatus.ARCHIVED, None
         template.updated_at = timezone.now()
         template.save(update_fields=["status", "active_version", "updated_at"])
-    templates_by_key.forget()
+    # templates_by_key forgets on post_save (config/cache.py).
 
 
 @cached(Template, TemplateVersion, Topic)

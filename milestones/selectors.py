@@ -85,7 +85,8 @@ class _PercentileCont(Aggregate):
         super().__init__(expression, fraction=repr(float(fraction)), **extra)
 
 
-def _time_to_milestone() -> ExpressionWrapper[Any]:
+def time_to_milestone() -> ExpressionWrapper[Any]:
+    """A progress row's time from anchor to achievement."""
     return ExpressionWrapper(F("achieved_at") - F("anchor_at"), output_field=DurationField())
 
 
@@ -109,7 +110,7 @@ def definition_stats(definition_ids: Iterable[int]) -> dict[int, DefinitionStats
 
 
 def _stats_percentile_cont(rows: QuerySet[Progress]) -> dict[int, DefinitionStats]:
-    duration = _time_to_milestone()
+    duration = time_to_milestone()
     per_state = {
         f"state_{state}": Count("id", filter=Q(state=state)) for state in ProgressState.values
     }
@@ -165,7 +166,7 @@ def _rows_around_percentiles(rows: QuerySet[Progress]) -> dict[int, _Sorted]:
     Percentile ``p`` of ``n`` sorted values sits at position ``p * (n - 1)`` (0-based); the
     rows needed are those less than one position away from it.
     """
-    duration = _time_to_milestone()
+    duration = time_to_milestone()
     ranked = rows.filter(_ACHIEVED).annotate(
         duration=duration,
         row=Window(

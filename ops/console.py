@@ -30,7 +30,7 @@ from django_celery_beat.models import PeriodicTask
 
 from config.celery import app
 from messaging.models import Message, MessageStatus
-from messaging.retry import RETRYABLE_REASONS
+from messaging.retry import is_retryable
 from ops import health, selectors
 from ops.selectors import Heartbeat, Lag, Probe, QueueDepths
 from ops.task_counts import TaskCounts, task_counts_read
@@ -329,15 +329,18 @@ def schedules_read() -> tuple[Schedule, ...]:
 def failed_messages_read(
     *, shown: int = FAILED_SHOWN, scanned: int = FAILED_SCANNED
 ) -> tuple[FailedMessage, ...]:
-    """The newest ``shown`` failed messages among the newest ``scanned`` messages, newest
-    first, each marked whether ``messages_retry`` would take it."""
+    """The newest ``shown`` failed or unconfirmed messages among the newest ``scanned``
+    messages, newest first, each marked whether ``messages_retry`` would take it."""
     newest = Message.objects.order_by("-pk").values_list("pk", flat=True).first()
     if newest is None:
         return ()
     rows = (
-        Message.objects.filter(pk__gt=newest - scanned, status=MessageStatus.FAILED)
+        Message.objects.filter(
+            pk__gt=newest - scanned,
+            status__in=(MessageStatus.FAILED, MessageStatus.UNCONFIRMED),
+        )
         .order_by("-pk")
-        .values_list("pk", "channel", "reason", "error", "failed_at", "attempts")[:shown]
+        .values_list("pk", "status", "channel", "reason", "error", "failed_at", "attempts")[:shown]
     )
     return tuple(
         FailedMessage(
@@ -347,9 +350,9 @@ def failed_messages_read(
             error=error,
             failed_at=failed_at,
             attempts=attempts,
-            is_retryable=reason in RETRYABLE_REASONS,
+            is_retryable=is_retryable(status, reason),
         )
-        for pk, channel, reason, error, failed_at, attempts in rows
+        for pk, status, channel, reason, error, failed_at, attempts in rows
     )
 
 

@@ -18,6 +18,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from messaging.selectors import messages_by_outcome
 from ops import selectors
 
 
@@ -62,7 +63,7 @@ def _messages(since: dt.datetime) -> Metric:
         "not sent: messaging/reasons.py; empty for the others).",
         labels=["status", "reason"],
     )
-    for (status, reason), count in sorted(selectors.messages_recent(since=since).items()):
+    for (status, reason), count in sorted(messages_by_outcome(since=since).items()):
         family.add_metric([status, reason], count)
     return family
 

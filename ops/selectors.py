@@ -42,7 +42,6 @@ from config.windows import newest_id_before
 from customers.models import Event
 from journeys.models import Enrollment, EnrollmentState
 from messaging.models import Message, MessageStatus
-from messaging.selectors import messages_by_outcome
 from milestones.evaluation import pending_oldest_age
 from milestones.models import MilestoneOutcome, OutcomeKind, Progress, ProgressState
 from ops.models import BeatHeartbeat
@@ -304,11 +303,6 @@ def outcomes_recent(*, since: dt.datetime) -> dict[str, int]:
         )
         found: dict[str, int] = dict(rows)
     return {kind: found.get(kind, 0) for kind in OutcomeKind.values}
-
-
-def messages_recent(*, since: dt.datetime) -> dict[tuple[str, str], int]:
-    """Messages created since ``since``, by (current status, reason)."""
-    return messages_by_outcome(since=since)
 
 
 # --- Beat -----------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from config.plans import planned_each_time
 from journeys.models import Journey, JourneyStatus
 from journeys.reports import SENT, StepCounts, journey_report
 from messaging.models import MessageStatus
+from messaging.selectors import messages_by_outcome
 from milestones.models import DefinitionStatus, OutcomeKind, Unit
 from reports import selectors
 from reports.selectors import DefinitionRow
@@ -270,7 +271,7 @@ def _figures(
     outcomes = selectors.outcomes_occurred(
         definition_ids=[row.id for row in definitions], since=this_week, until=now
     )
-    messages = selectors.messages_created(since=this_week, until=now)
+    messages = messages_by_outcome(since=this_week, until=now)
     suppressed: dict[str, int] = {}
     for (status, reason), count in messages.items():
         if status == MessageStatus.SUPPRESSED:

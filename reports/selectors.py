@@ -27,11 +27,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Collection, Sequence
-from typing import Any
 
 from django.db.models import (
     Count,
-    DurationField,
     Exists,
     ExpressionWrapper,
     F,
@@ -46,7 +44,6 @@ from django.db.models.functions import RowNumber, TruncWeek
 from config.windows import newest_id_before
 from customers.models import Account, Customer, Event
 from journeys.models import Journey
-from messaging.selectors import messages_by_outcome
 from milestones.models import (
     MilestoneDefinition,
     MilestoneOutcome,
@@ -55,6 +52,7 @@ from milestones.models import (
     ProgressState,
     Unit,
 )
+from milestones.selectors import time_to_milestone
 
 # --- Choices --------------------------------------------------------------------------------
 
@@ -113,11 +111,6 @@ def outcomes_occurred(
         )
         found = dict(rows)
     return {kind: found.get(kind, 0) for kind in OutcomeKind.values}
-
-
-def messages_created(*, since: dt.datetime, until: dt.datetime) -> dict[tuple[str, str], int]:
-    """Messages created from ``since`` to ``until``, by (current status, reason)."""
-    return messages_by_outcome(since=since, until=until)
 
 
 # --- Cohorts --------------------------------------------------------------------------------
@@ -197,10 +190,6 @@ class SortedSample:
     values: dict[int, dt.timedelta]
 
 
-def _time_to_milestone() -> ExpressionWrapper[Any]:
-    return ExpressionWrapper(F("achieved_at") - F("anchor_at"), output_field=DurationField())
-
-
 def _achievers(definition_id: int, since: dt.datetime, until: dt.datetime) -> QuerySet[Progress]:
     """Progress rows of the definition (any version) achieved from ``since`` to ``until``."""
     in_window = MilestoneOutcome.objects.filter(
@@ -229,7 +218,7 @@ def time_to_milestone_sample(
     """How many achieved the definition from ``since`` to ``until`` and, sorted by time to
     milestone (``achieved_at - anchor_at``), the times at the first and last positions and
     at those either side of each fraction of ``positions`` (see ``stats.percentile``)."""
-    duration = _time_to_milestone()
+    duration = time_to_milestone()
     ranked = _achievers(definition_id, since, until).annotate(
         duration=duration,
         row=Window(RowNumber(), order_by=[duration.asc(), F("id").asc()]),

@@ -17,8 +17,11 @@ from types import MappingProxyType
 
 #: Apps whose every model a reading role may view.
 _PRODUCT_APPS = ("customers", "consent", "milestones", "messaging", "journeys", "audit")
-#: Models only Admin may touch, even to view: the keys into the platform.
-ADMIN_ONLY_MODELS = frozenset({"customers.source", "customers.apitoken"})
+#: Models only Admin may touch, even to view: the keys into the platform, and webhook
+#: endpoints, whose page shows the signing secret their receivers verify.
+ADMIN_ONLY_MODELS = frozenset(
+    {"customers.source", "customers.apitoken", "journeys.webhookendpoint"}
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -3,12 +3,11 @@ see it (``reports.views.dashboard_panel_context``); nothing for the others."""
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from django import template
 
-from reports.stats import duration_label, percent
+from reports.stats import percent
 from reports.views import dashboard_panel_context
 
 register = template.Library()
@@ -30,8 +29,3 @@ def reports_number(value: int | None) -> str:
 @register.filter
 def reports_percent(value: float | None) -> str:
     return percent(value)
-
-
-@register.filter
-def reports_duration(value: dt.timedelta | None) -> str:
-    return "—" if value is None else duration_label(value)

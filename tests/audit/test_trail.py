@@ -28,6 +28,7 @@ from messaging.models import FrequencyCap, Template
 from messaging.templating import template_activate, template_archive, template_save
 from milestones.models import LifecycleStage
 from milestones.services import definition_create
+from tests.factories import CustomerFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -290,3 +291,14 @@ def test_every_audited_object_s_page_shows_its_history(
     assert page.status_code == 200
     assert '<div class="module audit-trail" id="change-history">' in html
     assert "<td>Created</td>" in html or ">Created</td>" in html
+
+
+def test_saves_of_models_that_are_not_audited_never_reach_the_recorder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def unexpected(model: type[models.Model]) -> None:
+        raise AssertionError(f"the recorder was asked about {model.__name__}")
+
+    monkeypatch.setattr("audit.recorder.audited", unexpected)
+    customer = CustomerFactory()
+    customer.delete()

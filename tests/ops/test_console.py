@@ -332,6 +332,18 @@ def test_failed_messages_are_the_newest_first_within_the_scanned_window(
     assert console.failed_messages_read(shown=10, scanned=4)[-1].id == ids[2]
 
 
+def test_unconfirmed_sends_are_listed_and_retryable_as_messages_retry_takes_them(
+    clock: time_machine.Traveller,
+) -> None:
+    seed.message(MessageStatus.UNCONFIRMED, T0, reason="")
+    seed.message(MessageStatus.FAILED, T0 + SECOND, reason="bad_address")
+    unconfirmed, failed = Message.objects.order_by("pk").values_list("pk", flat=True)
+
+    found = console.failed_messages_read()
+
+    assert [(m.id, m.is_retryable) for m in found] == [(failed, False), (unconfirmed, True)]
+
+
 def test_the_failed_list_is_empty_before_any_message() -> None:
     assert console.failed_messages_read() == ()
 

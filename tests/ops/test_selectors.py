@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import time_machine
 
+from messaging.selectors import messages_by_outcome
 from ops import selectors
 from ops.selectors import Lag, Probe, QueueDepths
 from tests.ops import seed
@@ -127,7 +128,7 @@ def test_recent_counts_cover_the_window_only(clock: time_machine.Traveller) -> N
     since = T0 - 300 * SECOND
 
     assert selectors.outcomes_recent(since=since) == {"achieved": 2, "missed": 1}
-    assert selectors.messages_recent(since=since) == {
+    assert messages_by_outcome(since=since) == {
         ("sent", ""): 2,
         ("suppressed", "frequency_cap"): 1,
         ("suppressed", "no_consent"): 1,
@@ -138,4 +139,4 @@ def test_recent_counts_cover_the_window_only(clock: time_machine.Traveller) -> N
 
 def test_recent_counts_are_zero_for_every_outcome_kind_before_any(db: None) -> None:
     assert selectors.outcomes_recent(since=T0) == {"achieved": 0, "missed": 0}
-    assert selectors.messages_recent(since=T0) == {}
+    assert messages_by_outcome(since=T0) == {}
